@@ -1,0 +1,203 @@
+"""The gbm_assets data contract: sequences, labels, regions and label converters.
+
+Written once, used everywhere. Every mask that enters the platform is converted to the
+canonical label scheme here, and every later stage speaks only this scheme.
+
+Canonical labels (uint8):
+    0 background
+    1 necrotic / non-enhancing tumour core
+    2 peritumoural edema
+    3 enhancing tumour
+
+Regions are unions of canonical labels:
+    whole_tumor = {1, 2, 3}, tumor_core = {1, 3}, enhancing = {3}, edema = {2}, necrosis = {1}.
+
+A source whose masks carry less detail (a binary whole-tumour mask, HD-GLIO's two labels)
+is converted to the nearest canonical labels; `LabelScheme.regions` says which regions
+such a mask can honestly answer for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+import numpy as np
+
+SEQUENCES: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
+"""Canonical MRI sequences, in the platform's channel order."""
+
+SEQUENCE_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "t1": "t1",
+        "t1w": "t1",
+        "t1c": "t1c",
+        "t1ce": "t1c",
+        "t1gd": "t1c",
+        "t1_gd": "t1c",
+        "ct1": "t1c",
+        "t1post": "t1c",
+        "t2": "t2",
+        "t2w": "t2",
+        "flair": "flair",
+        "t2flair": "flair",
+        "t2_flair": "flair",
+    }
+)
+
+BACKGROUND, NECROTIC_CORE, EDEMA, ENHANCING = 0, 1, 2, 3
+LABEL_NAMES: Mapping[int, str] = MappingProxyType(
+    {BACKGROUND: "background", NECROTIC_CORE: "necrotic_core", EDEMA: "edema", ENHANCING: "enhancing"}
+)
+
+REGIONS: Mapping[str, frozenset[int]] = MappingProxyType(
+    {
+        "whole_tumor": frozenset({NECROTIC_CORE, EDEMA, ENHANCING}),
+        "tumor_core": frozenset({NECROTIC_CORE, ENHANCING}),
+        "enhancing": frozenset({ENHANCING}),
+        "edema": frozenset({EDEMA}),
+        "necrosis": frozenset({NECROTIC_CORE}),
+    }
+)
+
+SUBTYPES: tuple[str, ...] = ("Classical", "Mesenchymal", "Proneural", "Neural")
+"""Verhaak molecular subtypes, the classifier's classes."""
+
+
+class LabelError(ValueError):
+    """A mask holds label values its scheme does not define."""
+
+
+def canonical_sequence(name: str) -> str:
+    """Map a sequence name or alias (case-insensitive) to its canonical name.
+
+    Raises:
+        KeyError: the name is not a known sequence or alias.
+    """
+    key = name.strip().lower().replace("-", "_")
+    if key in SEQUENCE_ALIASES:
+        return SEQUENCE_ALIASES[key]
+    key = key.replace("_", "")
+    if key in SEQUENCE_ALIASES:
+        return SEQUENCE_ALIASES[key]
+    raise KeyError(f"unknown sequence {name!r}; known: {', '.join(SEQUENCES)} (and aliases)")
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """How one source numbers its labels, and how that maps to canonical labels.
+
+    Attributes:
+        name: the scheme's name as written in tables and `cohort.yaml`.
+        mapping: source value -> canonical label. Background (0) must map to 0.
+        regions: the canonical regions this scheme can represent faithfully.
+        description: one line for the README and error messages.
+    """
+
+    name: str
+    mapping: Mapping[int, int]
+    regions: tuple[str, ...]
+    description: str
+
+    def to_canonical(self, mask: np.ndarray, source: str = "<array>") -> np.ndarray:
+        """Convert a source-scheme mask to canonical labels (uint8, same shape).
+
+        Args:
+            mask: integer or float array of label values, any shape.
+            source: the file the mask came from, named in errors.
+
+        Raises:
+            LabelError: the mask holds a value this scheme does not define (or a
+                non-integer value); the message names `source` and the values found.
+        """
+        values = np.unique(mask)
+        if values.size and not np.all(np.isfinite(values)):
+            raise LabelError(f"{source}: non-finite label values found; scheme {self.name!r}")
+        int_values = values.astype(np.int64)
+        unknown = sorted({float(v) for v, i in zip(values, int_values) if v != i or int(i) not in self.mapping})
+        if unknown:
+            shown = ", ".join(f"{v:g}" for v in unknown[:10])
+            raise LabelError(
+                f"{source}: unexpected label values [{shown}] for label scheme {self.name!r} "
+                f"(expects {sorted(self.mapping)}; found {[f'{v:g}' for v in values[:20].tolist()]})"
+            )
+        lut = np.zeros(max(self.mapping) + 1, dtype=np.uint8)
+        for src, dst in self.mapping.items():
+            lut[src] = dst
+        return lut[np.asarray(mask).astype(np.int64)]
+
+
+LABEL_SCHEMES: Mapping[str, LabelScheme] = MappingProxyType(
+    {
+        s.name: s
+        for s in (
+            LabelScheme(
+                "canonical",
+                {0: 0, 1: 1, 2: 2, 3: 3},
+                tuple(REGIONS),
+                "gbm_assets' own: 1 necrotic/non-enhancing core, 2 edema, 3 enhancing",
+            ),
+            LabelScheme(
+                "brats",
+                {0: 0, 1: NECROTIC_CORE, 2: EDEMA, 4: ENHANCING},
+                tuple(REGIONS),
+                "BraTS 2017-2021: 1 necrotic/non-enhancing core, 2 edema, 4 enhancing",
+            ),
+            LabelScheme(
+                "msd",
+                {0: 0, 1: EDEMA, 2: NECROTIC_CORE, 3: ENHANCING},
+                tuple(REGIONS),
+                "MSD Task01: 1 edema, 2 non-enhancing tumour, 3 enhancing tumour",
+            ),
+            LabelScheme(
+                "hd_glio",
+                # HD-GLIO's "non-enhancing T2/FLAIR abnormality" covers edema and non-enhancing
+                # tumour alike; edema is its nearest canonical label.
+                {0: 0, 1: EDEMA, 2: ENHANCING},
+                ("whole_tumor", "enhancing"),
+                "HD-GLIO: 1 non-enhancing T2/FLAIR abnormality, 2 contrast-enhancing tumour",
+            ),
+            LabelScheme(
+                "binary",
+                {0: 0, 1: EDEMA, 255: EDEMA},
+                ("whole_tumor",),
+                "binary whole-tumour mask, 0/1 or 0/255 (only whole_tumor is meaningful)",
+            ),
+        )
+    }
+)
+
+
+def label_scheme(name: str) -> LabelScheme:
+    """Look up a label scheme by name.
+
+    Raises:
+        KeyError: unknown scheme; the message lists the known ones.
+    """
+    try:
+        return LABEL_SCHEMES[name]
+    except KeyError:
+        raise KeyError(f"unknown label scheme {name!r}; known: {', '.join(LABEL_SCHEMES)}") from None
+
+
+def to_canonical(mask: np.ndarray, scheme: str, source: str = "<array>") -> np.ndarray:
+    """Convert `mask` from the named scheme to canonical labels. See `LabelScheme.to_canonical`."""
+    return label_scheme(scheme).to_canonical(mask, source)
+
+
+def region_mask(labels: np.ndarray, region: str) -> np.ndarray:
+    """Boolean mask of a named region in a canonical label array (same shape).
+
+    Raises:
+        KeyError: unknown region.
+    """
+    if region not in REGIONS:
+        raise KeyError(f"unknown region {region!r}; known: {', '.join(REGIONS)}")
+    return np.isin(labels, list(REGIONS[region]))
+
+
+def label_counts(labels: np.ndarray) -> dict[int, int]:
+    """Voxel count per canonical label (0..3), zeros included."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=4)
+    return {k: int(counts[k]) for k in LABEL_NAMES}
