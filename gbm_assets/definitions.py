@@ -1,0 +1,27 @@
+"""The code location: wires the domain packages under `defs/` together. No logic here."""
+
+import warnings
+
+import dagster as dg
+
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+from gbm_assets.defs import ingest  # noqa: E402
+from gbm_assets.defs.resources import DataRootResource, PartitionedParquetIOManager  # noqa: E402
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.assets(*ingest.assets),
+    description="Validate a cohort's files and normalise its clinical table.",
+)
+
+defs = dg.Definitions(
+    assets=[*ingest.assets],
+    asset_checks=[*ingest.checks],
+    jobs=[ingest_job],
+    resources={
+        "data_root": DataRootResource(),
+        "table_io_manager": PartitionedParquetIOManager(),
+    },
+)
