@@ -1,0 +1,312 @@
+"""PyRadiomics features per patient, sequence and region, as long rows; problems become exclusions.
+
+Three layers:
+- `extract_roi`: one image + one mask in memory -> {"<feature_class>_<feature>": value}.
+- `extract_patient`: one `PatientTask` (NIfTI paths) -> long rows, exclusion rows, seconds. Reads
+  each file once, builds each region's binary mask from the canonical labels, computes shape once
+  per (roi_source, region) and the intensity classes once per sequence.
+- `extract_cohort`: many tasks on our own process pool (one extractor per worker, parameters
+  validated once, SimpleITK single-threaded per worker) -> three DataFrames in patient order.
+
+Row conventions:
+- Feature rows (`FEATURE_COLUMNS`): shape features belong to the ROI, not to an image, so they
+  appear once per roi_source x region with sequence = `SHAPE_SEQUENCE` ("any").
+- Exclusion rows (`EXCLUSION_COLUMNS`): "any" in roi_source / region / sequence means the reason
+  applies to all of them (e.g. an unreadable image excludes that sequence for every ROI).
+- Derived image types (if a parameter file enables LoG or Wavelet) keep their prefix in
+  feature_class ("wavelet-LLH_glcm"); the Original image's prefix is dropped ("glcm").
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from gbm_assets.lib.contract import LABEL_NAMES, REGIONS, SEQUENCES, label_scheme
+from gbm_assets.lib.radiomics.checks import geometry_mismatch, intensity_problem, precrop_is_exact, read_volume
+from gbm_assets.lib.radiomics.params import file_sha256, load_params
+
+ANY = "any"
+SHAPE_SEQUENCE = ANY
+"""The `sequence` value of shape rows (shape is a property of the ROI, computed once)."""
+ROI_SOURCES = ("ground_truth", "predicted")
+FEATURE_COLUMNS = ("cohort", "patient_id", "sequence", "roi_source", "region", "feature_class", "feature", "value")
+EXCLUSION_COLUMNS = ("cohort", "patient_id", "roi_source", "region", "sequence", "reason")
+TIMING_COLUMNS = ("cohort", "patient_id", "seconds", "features", "exclusions")
+
+
+@dataclass(frozen=True)
+class PatientTask:
+    """One patient's extraction, picklable for a worker process.
+
+    Attributes:
+        cohort, patient_id: copied into every row.
+        images: sequence name ("t1", "t1c", "t2", "flair") -> NIfTI path.
+        rois: roi_source ("ground_truth" | "predicted") -> NIfTI path of a canonical-label mask
+            (0 background, 1 necrotic core, 2 edema, 3 enhancing) on the images' grid.
+        params: PyRadiomics parameter file (validated by `extract_cohort` before any work).
+        regions: regions to extract; None = every region of `contract.REGIONS`.
+        roi_schemes: roi_source -> label scheme the mask was converted from; regions that scheme
+            cannot represent (e.g. tumor_core from HD-GLIO) are skipped. Default "canonical".
+    """
+
+    cohort: str
+    patient_id: str
+    images: Mapping[str, str]
+    rois: Mapping[str, str]
+    params: str
+    regions: tuple[str, ...] | None = None
+    roi_schemes: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in (self.regions or ()) if r not in REGIONS]
+        if unknown:
+            raise KeyError(f"unknown regions {unknown}; known: {', '.join(REGIONS)}")
+
+    def regions_for(self, roi_source: str) -> tuple[str, ...]:
+        """The requested regions that `roi_source`'s label scheme supports, in REGIONS order."""
+        supported = label_scheme(self.roi_schemes.get(roi_source, "canonical")).regions
+        wanted = tuple(REGIONS) if self.regions is None else self.regions
+        return tuple(r for r in REGIONS if r in wanted and r in supported)
+
+
+def _feature_name(key: str) -> str:
+    return key[len("original_") :] if key.startswith("original_") else key
+
+
+def extract_roi(
+    extractor, image: sitk.Image, mask: sitk.Image, *, label: int = 1, compute_shape: bool
+) -> dict[str, float]:
+    """PyRadiomics features of one ROI in one image.
+
+    Args:
+        extractor: a configured `radiomics.featureextractor.RadiomicsFeatureExtractor` (not modified).
+        image: 3D image; mask: 3D label image with exactly the image's geometry.
+        label: the mask value of the ROI.
+        compute_shape: False skips the shape classes (shape, shape2D), for the 2nd..nth image of
+            the same ROI; the other enabled classes are computed either way.
+
+    Returns:
+        "<feature_class>_<feature>" -> float (e.g. "firstorder_Mean", "shape_MeshVolume");
+        diagnostics_* entries are dropped.
+
+    Raises:
+        ValueError: PyRadiomics rejects the ROI (label absent, too small, geometry mismatch).
+    """
+    if not compute_shape and any(c.startswith("shape") for c in extractor.enabledFeatures):
+        extractor = copy.copy(extractor)  # per-call copy: the caller's extractor keeps its classes
+        extractor.enabledFeatures = {c: f for c, f in extractor.enabledFeatures.items() if not c.startswith("shape")}
+    result = extractor.execute(image, mask, label=label)
+    return {_feature_name(k): float(v) for k, v in result.items() if not k.startswith("diagnostics_")}
+
+
+def _ordered(keys: Iterable[str], canonical: Sequence[str]) -> list[str]:
+    keys = list(keys)
+    return [k for k in canonical if k in keys] + sorted(k for k in keys if k not in canonical)
+
+
+_EXTRACTORS: dict[tuple[str, str], object] = {}
+
+
+def _extractor_for(params: str | Path):
+    """One validated extractor per parameter file (path and content) per process."""
+    path = Path(params).expanduser().resolve()
+    key = (str(path), file_sha256(path))
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = load_params(path).extractor()
+    return _EXTRACTORS[key]
+
+
+@dataclass
+class _Sink:
+    """Collects one patient's feature and exclusion rows."""
+
+    cohort: str
+    patient_id: str
+    rows: list[dict] = field(default_factory=list)
+    exclusions: list[dict] = field(default_factory=list)
+
+    def exclude(self, roi_source: str, region: str, sequence: str, reason: str) -> None:
+        self.exclusions.append({"cohort": self.cohort, "patient_id": self.patient_id, "roi_source": roi_source,
+                                "region": region, "sequence": sequence, "reason": reason})  # fmt: skip
+
+    def add(self, roi_source: str, region: str, sequence: str, features: Mapping[str, float]) -> None:
+        for name, value in features.items():
+            feature_class, feature = name.rsplit("_", 1)
+            self.rows.append({"cohort": self.cohort, "patient_id": self.patient_id,
+                              "sequence": SHAPE_SEQUENCE if feature_class.startswith("shape") else sequence,
+                              "roi_source": roi_source, "region": region, "feature_class": feature_class,
+                              "feature": feature, "value": value})  # fmt: skip
+
+
+def _read_mask(path: str, source: str, images: Mapping[str, tuple[sitk.Image, str]], sink: _Sink):
+    """(labels (Z, Y, X), {sequence: image on the mask's grid}) or None, recording why not."""
+    mask, error = read_volume(path)
+    if error:
+        sink.exclude(source, ANY, ANY, f"unreadable mask: {error}")
+        return None
+    labels = sitk.GetArrayFromImage(mask)
+    unknown = [v for v in np.unique(labels).tolist() if v not in LABEL_NAMES]
+    if unknown:
+        sink.exclude(source, ANY, ANY, f"mask {path} holds non-canonical label values {unknown[:10]}")
+        return None
+    usable = {}
+    for seq, (image, image_path) in images.items():
+        reason = geometry_mismatch(image, mask, image_path, path)
+        if reason:
+            sink.exclude(source, ANY, seq, reason)
+        else:
+            usable[seq] = image
+    return labels, usable
+
+
+def _extract_region(extractor, labels: np.ndarray, images: Mapping[str, sitk.Image], source: str, region: str,
+                    mask_path: str, sink: _Sink) -> None:  # fmt: skip
+    """One region of one mask: size checks, then shape once and the other classes per sequence."""
+    settings = extractor.settings
+    min_voxels = max(2, int(settings.get("minimumROISize") or 0))  # PyRadiomics never takes one voxel
+    min_dims = int(settings.get("minimumROIDimensions") or 1)
+    wanted = sorted(REGIONS[region])
+    roi = np.isin(labels, wanted)
+    voxels = int(np.count_nonzero(roi))
+    if voxels == 0:
+        sink.exclude(source, region, ANY, f"region absent: no voxel with label {wanted} in {mask_path}")
+        return
+    box = ndimage.find_objects(roi.astype(np.uint8))[0]  # (Z, Y, X) slices
+    dims = sum(s.stop - s.start > 1 for s in box)
+    if voxels < min_voxels or dims < min_dims:
+        sink.exclude(source, region, ANY, f"ROI below minimum size: {voxels} voxel(s) extending in {dims} "
+                     f"dimension(s); the parameters ask for >= {min_voxels} voxels in >= {min_dims} dimensions")
+        return
+    pad = int(settings.get("padDistance") or 0) if precrop_is_exact(extractor) else max(roi.shape)
+    z, y, x = (slice(max(0, s.start - pad), min(n, s.stop + pad)) for s, n in zip(box, roi.shape))
+    roi_mask = sitk.GetImageFromArray(roi[z, y, x].astype(np.uint8))
+    shape_done = False
+    for seq, image in images.items():
+        reason = intensity_problem(sitk.GetArrayViewFromImage(image)[box][roi[box]], settings)
+        if reason:
+            sink.exclude(source, region, seq, reason)
+            continue
+        cropped = image[x.start : x.stop, y.start : y.stop, z.start : z.stop]
+        roi_mask.CopyInformation(cropped)  # equal within tolerance -> exactly equal for SimpleITK
+        try:
+            features = extract_roi(extractor, cropped, roi_mask, label=1, compute_shape=not shape_done)
+        except Exception as exc:  # PyRadiomics raises ValueError, RuntimeError, ... on ROIs it refuses
+            sink.exclude(source, region, seq, f"pyradiomics failed: {type(exc).__name__}: {exc}")
+            continue
+        shape_done = shape_done or any(k.startswith("shape") for k in features)
+        sink.add(source, region, seq, features)
+
+
+def extract_patient(task: PatientTask) -> tuple[list[dict], list[dict], float]:
+    """Features of every (roi_source, region, sequence) of one patient.
+
+    Each NIfTI is read once. When exact (Original image only, no normalisation, no resampling),
+    images and masks are cropped to the region's bounding box plus padDistance before PyRadiomics,
+    which computes on that box anyway.
+
+    Returns:
+        rows: dicts with `FEATURE_COLUMNS`, ordered roi_source, region, sequence.
+        exclusions: dicts with `EXCLUSION_COLUMNS`: unreadable files, non-canonical mask values,
+            mask/image geometry mismatch, region absent, ROI below the parameter file's minimum
+            size or dimensions (a single voxel always), too many grey levels, PyRadiomics errors.
+            These never raise; the other regions and sequences proceed.
+        seconds: wall time of this call.
+    """
+    start = time.perf_counter()
+    sink = _Sink(task.cohort, task.patient_id)
+    extractor = _extractor_for(task.params)
+    images = {}
+    for seq in _ordered(task.images, SEQUENCES):
+        image, error = read_volume(task.images[seq])
+        if error:
+            sink.exclude(ANY, ANY, seq, f"unreadable image: {error}")
+        else:
+            images[seq] = (image, task.images[seq])
+    for source in _ordered(task.rois, ROI_SOURCES):
+        loaded = _read_mask(task.rois[source], source, images, sink)
+        if loaded is not None:
+            labels, usable = loaded
+            for region in task.regions_for(source):
+                _extract_region(extractor, labels, usable, source, region, task.rois[source], sink)
+    return sink.rows, sink.exclusions, time.perf_counter() - start
+
+
+def quiet_radiomics() -> None:
+    """PyRadiomics logs to stderr from WARNING; failures are exclusion rows here, so keep ERROR only."""
+    import radiomics  # its import sets the logger to INFO, so import first
+
+    radiomics.logger.setLevel(logging.ERROR)
+
+
+def _init_worker() -> None:
+    """Per worker: one SimpleITK thread (the pool is the parallelism) and quiet PyRadiomics."""
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    quiet_radiomics()
+
+
+def extract_cohort(
+    tasks: Iterable[PatientTask], workers: int = 1, progress: bool = True, *,
+    max_tasks_per_child: int | None = None, mp_context: str = "spawn",
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    """Extract many patients, in parallel processes when workers > 1.
+
+    Every distinct parameter file is validated first (PyRadiomics' schema), so a bad file fails
+    before any image is read. workers=1 runs in this process (tests, debugging); otherwise a
+    `ProcessPoolExecutor` ("spawn" by default; "forkserver" also works) gets one task at a time
+    per worker, and each worker keeps one extractor per parameter file. PyRadiomics' logger is set
+    to ERROR (in the workers, or in this process when workers=1); problems are exclusion rows.
+
+    Returns:
+        features (`FEATURE_COLUMNS`), exclusions (`EXCLUSION_COLUMNS`) and timings
+        (`TIMING_COLUMNS`, seconds per patient), each sorted by (cohort, patient_id); within a
+        patient, rows keep `extract_patient`'s order. Identical for any number of workers.
+
+    Raises:
+        ParameterFileError: a parameter file is unreadable or invalid.
+        ValueError: two tasks share (cohort, patient_id).
+    """
+    tasks = sorted(tasks, key=lambda t: (t.cohort, t.patient_id))
+    ids = [(t.cohort, t.patient_id) for t in tasks]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"duplicate patients in tasks: {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
+    for params in sorted({str(t.params) for t in tasks}):
+        load_params(params)
+    results: list = [None] * len(tasks)
+    with tqdm(total=len(tasks), disable=not progress, desc="radiomics", unit="patient") as bar:
+        if workers <= 1 or len(tasks) <= 1:
+            quiet_radiomics()
+            for i, task in enumerate(tasks):
+                results[i] = extract_patient(task)
+                bar.update()
+        else:
+            context = multiprocessing.get_context(mp_context)
+            with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_init_worker,
+                                     max_tasks_per_child=max_tasks_per_child) as pool:  # fmt: skip
+                futures = {pool.submit(extract_patient, task): i for i, task in enumerate(tasks)}
+                try:
+                    for future in as_completed(futures):
+                        results[futures[future]] = future.result()
+                        bar.update()
+                except BaseException:  # a bug or Ctrl-C: do not wait for the queued patients
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    rows = [r for res in results for r in res[0]]
+    excl = [e for res in results for e in res[1]]
+    timing = [{"cohort": t.cohort, "patient_id": t.patient_id, "seconds": res[2], "features": len(res[0]),
+               "exclusions": len(res[1])} for t, res in zip(tasks, results)]  # fmt: skip
+    return (pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)).astype({"value": "float64"}),
+            pd.DataFrame(excl, columns=list(EXCLUSION_COLUMNS)),
+            pd.DataFrame(timing, columns=list(TIMING_COLUMNS)))  # fmt: skip

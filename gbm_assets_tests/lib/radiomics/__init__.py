@@ -1,0 +1,1 @@
+"""Tests of gbm_assets.lib.radiomics (pure: no Dagster)."""
