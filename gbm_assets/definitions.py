@@ -7,8 +7,8 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from gbm_assets.defs import ingest  # noqa: E402
-from gbm_assets.defs.resources import DataRootResource, PartitionedParquetIOManager  # noqa: E402
+from gbm_assets.defs import ingest, masks, segment  # noqa: E402
+from gbm_assets.defs.resources import DataRootResource, MlflowResource, PartitionedParquetIOManager  # noqa: E402
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
@@ -17,11 +17,12 @@ ingest_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*ingest.assets],
-    asset_checks=[*ingest.checks],
+    assets=[*ingest.assets, *segment.assets, *masks.assets],
+    asset_checks=[*ingest.checks, *segment.checks],
     jobs=[ingest_job],
     resources={
         "data_root": DataRootResource(),
         "table_io_manager": PartitionedParquetIOManager(),
+        "mlflow": MlflowResource(),
     },
 )

@@ -53,3 +53,34 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         partition = context.asset_partition_key if context.has_asset_partitions else None
         return read_parquet(self._path(context.asset_key, partition))
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking for assets: one MLflow run per materialization, tagged with its lineage.
+
+    The store defaults to `sqlite:///<data root>/mlflow.db` (artifacts in `<data root>/mlartifacts/`);
+    `tracking_uri` or `$MLFLOW_TRACKING_URI` overrides it.
+    """
+
+    experiment: str = "gbm_assets"
+    tracking_uri: str | None = None
+    data_root: str | None = None
+
+    def store(self):
+        from gbm_assets.lib.tracking import TrackingStore
+
+        store = TrackingStore.for_data_root(DataRoot.from_env(self.data_root).root)
+        if self.tracking_uri:
+            store = TrackingStore(self.tracking_uri, store.artifact_root, store.lock_dir)
+        return store
+
+    def run(self, context: dg.AssetExecutionContext, run_name: str):
+        """Context manager: an MLflow run tagged with the Dagster run id, asset key and partition."""
+        from gbm_assets.lib.tracking import tracked_run
+
+        tags = {
+            "dagster.run_id": context.run.run_id,
+            "dagster.asset_key": context.asset_key.to_user_string(),
+            "dagster.partition": context.partition_key if context.has_partition_key else "",
+        }
+        return tracked_run(self.store(), self.experiment, run_name, tags)
