@@ -190,6 +190,10 @@ def _extract_region(extractor, labels: np.ndarray, images: Mapping[str, sitk.Ima
         sink.exclude(source, region, ANY, f"ROI below minimum size: {voxels} voxel(s) extending in {dims} "
                      f"dimension(s); the parameters ask for >= {min_voxels} voxels in >= {min_dims} dimensions")
         return
+    if voxels == roi.size:  # PyRadiomics needs a background voxel (else "No labels found in this mask")
+        sink.exclude(source, region, ANY, f"ROI covers the whole image ({voxels} voxels) in {mask_path}: "
+                     "PyRadiomics needs background in the mask; is the segmentation degenerate or inverted?")
+        return
     pad = int(settings.get("padDistance") or 0) if precrop_is_exact(extractor) else max(roi.shape)
     z, y, x = (slice(max(0, s.start - pad), min(n, s.stop + pad)) for s, n in zip(box, roi.shape))
     roi_mask = sitk.GetImageFromArray(roi[z, y, x].astype(np.uint8))
@@ -210,18 +214,40 @@ def _extract_region(extractor, labels: np.ndarray, images: Mapping[str, sitk.Ima
         sink.add(source, region, seq, features)
 
 
+def _normalise_once(extractor, images: dict[str, tuple[sitk.Image, str]]):
+    """(extractor, images) with PyRadiomics' whole-image normalisation done once per image.
+
+    With `normalize: true` PyRadiomics z-scores the whole image (`imageoperations.normalizeImage`)
+    inside every `execute` call, before cropping. For the Original image without resampling, doing
+    exactly that once here and handing PyRadiomics an extractor with normalisation off gives the
+    same voxels, so the region crops stay exact and each image is normalised once, not once per
+    region. Other configurations are returned unchanged (PyRadiomics normalises itself).
+    """
+    if not extractor.settings.get("normalize"):
+        return extractor, images
+    plain = copy.copy(extractor)
+    plain.settings = {**extractor.settings, "normalize": False}
+    if not precrop_is_exact(plain):
+        return extractor, images
+    from radiomics.imageoperations import normalizeImage
+
+    return plain, {seq: (normalizeImage(image, **extractor.settings), path) for seq, (image, path) in images.items()}
+
+
 def extract_patient(task: PatientTask) -> tuple[list[dict], list[dict], float]:
     """Features of every (roi_source, region, sequence) of one patient.
 
-    Each NIfTI is read once. When exact (Original image only, no normalisation, no resampling),
-    images and masks are cropped to the region's bounding box plus padDistance before PyRadiomics,
-    which computes on that box anyway.
+    Each NIfTI is read once. When exact (Original image only, no resampling), images and masks are
+    cropped to the region's bounding box plus padDistance before PyRadiomics, which computes on
+    that box anyway; `normalize: true` is then applied to each whole image once beforehand, as
+    PyRadiomics would (`_normalise_once`).
 
     Returns:
         rows: dicts with `FEATURE_COLUMNS`, ordered roi_source, region, sequence.
         exclusions: dicts with `EXCLUSION_COLUMNS`: unreadable files, non-canonical mask values,
             mask/image geometry mismatch, region absent, ROI below the parameter file's minimum
-            size or dimensions (a single voxel always), too many grey levels, PyRadiomics errors.
+            size or dimensions (a single voxel always), an ROI filling the whole image (no
+            background), too many grey levels, PyRadiomics errors.
             These never raise; the other regions and sequences proceed.
         seconds: wall time of this call.
     """
@@ -235,6 +261,7 @@ def extract_patient(task: PatientTask) -> tuple[list[dict], list[dict], float]:
             sink.exclude(ANY, ANY, seq, f"unreadable image: {error}")
         else:
             images[seq] = (image, task.images[seq])
+    extractor, images = _normalise_once(extractor, images)
     for source in _ordered(task.rois, ROI_SOURCES):
         loaded = _read_mask(task.rois[source], source, images, sink)
         if loaded is not None:

@@ -29,7 +29,7 @@ def test_shipped_parameter_file_validates_and_says_what_it_computes():
     assert params.image_types == {"Original": {}}
     settings = params.settings
     assert settings["additionalInfo"] is False
-    assert settings["normalize"] is False
+    assert settings["normalize"] is True and settings["normalizeScale"] == 100  # native MR intensities
     assert settings["binWidth"] > 0 and settings.get("binCount") is None
     assert settings["minimumROIDimensions"] >= 1 and settings["minimumROISize"] >= 2
     assert "#" in default_params_path().read_text()  # a commented file, every choice explained
