@@ -7,7 +7,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from gbm_assets.defs import ingest, masks, segment  # noqa: E402
+from gbm_assets.defs import classify, ingest, masks, radiomics, segment  # noqa: E402
 from gbm_assets.defs.resources import DataRootResource, MlflowResource, PartitionedParquetIOManager  # noqa: E402
 
 ingest_job = dg.define_asset_job(
@@ -17,8 +17,8 @@ ingest_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*ingest.assets, *segment.assets, *masks.assets],
-    asset_checks=[*ingest.checks, *segment.checks],
+    assets=[*ingest.assets, *segment.assets, *masks.assets, *radiomics.assets, *classify.assets],
+    asset_checks=[*ingest.checks, *segment.checks, *masks.checks, *radiomics.checks, *classify.checks],
     jobs=[ingest_job],
     resources={
         "data_root": DataRootResource(),

@@ -20,6 +20,26 @@ from typing import Iterator, Mapping
 CHAMPION = "champion"
 
 
+@contextmanager
+def _global_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at `uri`, then put `$MLFLOW_TRACKING_URI` back as it was.
+
+    `mlflow.set_tracking_uri` also writes the environment variable, which would make every later
+    `TrackingStore.for_data_root` in this process (another data root, a test) use this store.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+
+
 @dataclass(frozen=True)
 class TrackingStore:
     """Where MLflow writes. `lock_dir` holds the lock that serialises store creation."""
@@ -40,13 +60,11 @@ def ensure_experiment(store: TrackingStore, name: str) -> str:
     Serialised across processes with a lock file, so parallel steps never race the SQLite
     schema migration or create the experiment twice.
     """
-    import mlflow
     from mlflow import MlflowClient
 
     store.lock_dir.mkdir(parents=True, exist_ok=True)
     with open(store.lock_dir / ".mlflow.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        mlflow.set_tracking_uri(store.tracking_uri)
         client = MlflowClient(store.tracking_uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
@@ -61,8 +79,7 @@ def tracked_run(store: TrackingStore, experiment: str, run_name: str, tags: Mapp
     import mlflow
 
     experiment_id = ensure_experiment(store, experiment)
-    mlflow.set_tracking_uri(store.tracking_uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+    with _global_uri(store.tracking_uri), mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
         yield run
 
 
