@@ -2,6 +2,7 @@
 
     gbm-assets synth --cohort demo --patients 24 --seed 7
     gbm-assets add-cohort my_cohort
+    gbm-assets assemble-real --cohort tcga-real
     gbm-assets sql "select status, count(*) from raw_cohort group by 1" [--format table|csv|json]
 """
 
@@ -67,6 +68,16 @@ def _cmd_add_cohort(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_assemble_real(args: argparse.Namespace) -> int:
+    from gbm_assets.lib.real_cohort import assemble_real_cohort
+
+    folder = assemble_real_cohort(Path(args.shared_data), DataRoot.from_env(args.data_root).cohorts_dir, args.cohort)
+    print(f"linked the real TCGA-06-1802 case into {folder}")
+    added = register_cohort(args.cohort)
+    print(f"cohort partition {args.cohort!r} {'registered' if added else 'already registered'}")
+    return 0
+
+
 def _cmd_sql(args: argparse.Namespace) -> int:
     import duckdb
 
@@ -108,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     add = sub.add_parser("add-cohort", help="register a cohort folder as a Dagster partition")
     add.add_argument("cohort")
     add.set_defaults(func=_cmd_add_cohort)
+
+    real = sub.add_parser("assemble-real", help="link the real cases in ../shared/data into a cohort and register it")
+    real.add_argument("--cohort", default="tcga-real")
+    real.add_argument("--shared-data", default="../shared/data")
+    real.set_defaults(func=_cmd_assemble_real)
 
     sql = sub.add_parser("sql", help="run SQL on the DuckDB warehouse (read-only)")
     sql.add_argument("query")
