@@ -7,7 +7,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
-from gbm_assets.defs import classify, ingest, masks, radiomics, segment  # noqa: E402
+from gbm_assets.defs import automation, classify, ingest, masks, radiomics, segment  # noqa: E402
 from gbm_assets.defs.resources import DataRootResource, MlflowResource, PartitionedParquetIOManager  # noqa: E402
 
 ingest_job = dg.define_asset_job(
@@ -16,10 +16,14 @@ ingest_job = dg.define_asset_job(
     description="Validate a cohort's files and normalise its clinical table.",
 )
 
+assets = [*ingest.assets, *segment.assets, *masks.assets, *radiomics.assets, *classify.assets]
+
 defs = dg.Definitions(
-    assets=[*ingest.assets, *segment.assets, *masks.assets, *radiomics.assets, *classify.assets],
+    assets=assets,
     asset_checks=[*ingest.checks, *segment.checks, *masks.checks, *radiomics.checks, *classify.checks],
-    jobs=[ingest_job],
+    jobs=[ingest_job, *automation.build_jobs(assets)],
+    sensors=automation.sensors,
+    schedules=automation.schedules,
     resources={
         "data_root": DataRootResource(),
         "table_io_manager": PartitionedParquetIOManager(),

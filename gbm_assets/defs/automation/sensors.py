@@ -1,0 +1,95 @@
+"""Sensors: the cohort inbox, and the one that evaluates declarative automation conditions.
+
+`new_cohort_sensor` watches `$GBM_DATA_ROOT/cohorts/` (the rule is in `gbm_assets.lib.inbox`:
+a folder counts once it holds a `READY` file, written last). Each tick it registers new complete
+cohorts as `cohorts` partitions and requests one `score_cohort_job` run per new or changed
+cohort, with run key `<cohort>:<fingerprint>`. The cursor and the run key together make each
+content version run once; a cohort whose run is still queued or going is deferred to a later
+tick instead of being requested again. Invalid folders are logged once per fingerprint. A
+cohort folder removed after registration keeps its partition (its lineage stays); a later run
+of it fails in `raw_cohort` naming the missing folder.
+
+Both sensors are on by default, so `make dev` (webserver + daemon) runs them without a click.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from gbm_assets.defs.automation.jobs import SCORE_COHORT_JOB
+from gbm_assets.defs.partitions import COHORTS, cohorts_partitions
+from gbm_assets.defs.resources import DataRootResource
+from gbm_assets.lib.inbox import READY, InboxCursor, plan_inbox
+
+EAGER = dg.AutomationCondition.eager()
+"""For an asset that should follow its upstream without a click: materialize a partition when
+an upstream partition updates (once none is missing or in progress). Assets run in the same
+run as their upstream are not requested again. Use as `automation_condition=EAGER`."""
+
+MODEL_ASSETS = ("unet_model", "unet_champion", "subtype_classifier")
+EAGER_EXCEPT_MODELS = dg.AutomationCondition.eager().ignore(dg.AssetSelection.keys(*MODEL_ASSETS))
+"""`EAGER`, except that a retrained model does not trigger it: a per-cohort asset that uses a
+model follows its cohort inputs, while re-scoring every cohort with new champions is the
+nightly schedule's job (a trained model is not necessarily the champion)."""
+
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+PARTITION_TAG = "dagster/partition"
+FINGERPRINT_TAG = "gbm/cohort_fingerprint"
+
+
+def partitions_in_progress(instance: dg.DagsterInstance) -> set[str]:
+    """Partition keys of every queued or running run (any job)."""
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS))
+    return {run.tags[PARTITION_TAG] for run in runs if PARTITION_TAG in run.tags}
+
+
+def _read_cursor(context: dg.SensorEvaluationContext) -> InboxCursor:
+    try:
+        return InboxCursor.from_json(context.cursor)
+    except ValueError as exc:
+        context.log.warning(f"{exc}; starting from an empty cursor (run keys still prevent duplicate runs)")
+        return InboxCursor()
+
+
+@dg.sensor(
+    job_name=SCORE_COHORT_JOB,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=f"Registers each complete cohort folder (holding a {READY} file) under $GBM_DATA_ROOT/cohorts "
+    f"as a partition and scores it once per content version with {SCORE_COHORT_JOB}.",
+)
+def new_cohort_sensor(context: dg.SensorEvaluationContext, data_root: DataRootResource) -> dg.SensorResult:
+    cohorts_dir = data_root.root().cohorts_dir
+    plan = plan_inbox(cohorts_dir, _read_cursor(context), busy=partitions_in_progress(context.instance))
+    for name, reason in plan.invalid:
+        context.log.warning(f"cohort folder {name!r} is not scored: {reason}. It is checked again once its files change.")
+    for name in plan.removed:
+        context.log.info(f"cohort folder {name!r} was removed; its partition and lineage are kept")
+    for name in plan.deferred:
+        context.log.info(f"cohort {name!r} changed while a run for it is in progress; it is requested after that run")
+    registered = set(context.instance.get_dynamic_partitions(COHORTS))
+    to_register = [name for name, _ in plan.new_or_changed if name not in registered]
+    run_requests = [
+        dg.RunRequest(partition_key=name, run_key=f"{name}:{fp}", tags={FINGERPRINT_TAG: fp})
+        for name, fp in plan.new_or_changed
+    ]
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[cohorts_partitions.build_add_request(to_register)] if to_register else [],
+        cursor=plan.next_cursor.to_json(),
+        skip_reason=None if run_requests else plan.summary(),
+    )
+
+
+automation_conditions_sensor = dg.AutomationConditionSensorDefinition(
+    "automation_conditions_sensor",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Evaluates the assets' automation conditions (e.g. EAGER) every 30 s; on by default.",
+)

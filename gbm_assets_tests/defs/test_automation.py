@@ -1,0 +1,301 @@
+"""The cohort inbox sensor, the jobs and the schedules, evaluated against an ephemeral instance."""
+
+import shutil
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from gbm_assets.defs import automation, ingest
+from gbm_assets.defs.automation import jobs as automation_jobs
+from gbm_assets.defs.partitions import COHORTS, cohorts_partitions
+from gbm_assets.defs.resources import DataRootResource, PartitionedParquetIOManager
+from gbm_assets.lib.inbox import READY, InboxCursor
+from gbm_assets_tests.factories import write_brats_cohort
+
+NIGHT = datetime(2026, 3, 4, 2, 0, tzinfo=timezone.utc)
+
+
+def build_defs(data_root, assets=None, checks=None):
+    assets = list(ingest.assets if assets is None else assets)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=list(ingest.checks if checks is None else checks),
+        jobs=automation.build_jobs(assets),
+        sensors=automation.sensors,
+        schedules=automation.schedules,
+        resources={
+            "data_root": DataRootResource(path=str(data_root)),
+            "table_io_manager": PartitionedParquetIOManager(data_root=str(data_root)),
+        },
+    )
+
+
+class Inbox:
+    """A data root, an instance and the sensor's cursor, ticked like the daemon does."""
+
+    def __init__(self, data_root, instance):
+        self.root = data_root
+        self.defs = build_defs(data_root)
+        self.instance = instance
+        self.cursor = None
+
+    def drop(self, name, patients=1, ready=True):
+        folder = write_brats_cohort(self.root / "cohorts" / name, patients=patients)
+        if ready:
+            (folder / READY).write_text("")
+        return folder
+
+    def tick(self):
+        with dg.build_sensor_context(  # closing it releases its resources and instance context
+            instance=self.instance,
+            instance_ref=self.instance.get_ref(),
+            cursor=self.cursor,
+            definitions=self.defs,
+            resources={"data_root": DataRootResource(path=str(self.root))},
+        ) as context:
+            result = self.defs.resolve_sensor_def("new_cohort_sensor").evaluate_tick(context)
+        for request in result.dynamic_partitions_requests or []:  # what the daemon does first
+            self.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        self.cursor = result.cursor
+        return result
+
+
+@pytest.fixture
+def instance():
+    """A temporary on-disk instance: sensors resolve dynamic partitions through its ref."""
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def inbox(data_root, instance):
+    return Inbox(data_root, instance)
+
+
+def test_new_cohort_registers_its_partition_and_requests_one_scoring_run(inbox):
+    inbox.drop("alpha")
+    result = inbox.tick()
+    [request] = result.run_requests
+    fp = InboxCursor.from_json(result.cursor).seen["alpha"]
+    assert request.partition_key == "alpha" and request.run_key == f"alpha:{fp}"
+    assert request.tags["gbm/cohort_fingerprint"] == fp
+    [add] = result.dynamic_partitions_requests
+    assert add.partitions_def_name == COHORTS and list(add.partition_keys) == ["alpha"]
+    assert inbox.instance.get_dynamic_partitions(COHORTS) == ["alpha"]
+
+
+def test_unchanged_cohort_requests_nothing_more(inbox):
+    inbox.drop("alpha")
+    inbox.tick()
+    again = inbox.tick()
+    assert again.run_requests == [] and not again.dynamic_partitions_requests
+    assert "1 new or changed" not in again.skip_message and "0 new or changed" in again.skip_message
+
+
+def test_changed_cohort_requests_a_new_run_without_re_registering(inbox):
+    folder = inbox.drop("alpha")
+    first = inbox.tick().run_requests[0]
+    write_brats_cohort(folder, patients=2)
+    changed = inbox.tick()
+    [request] = changed.run_requests
+    assert request.partition_key == "alpha" and request.run_key != first.run_key
+    assert not changed.dynamic_partitions_requests
+
+
+def test_incomplete_cohort_waits_for_ready(inbox):
+    folder = inbox.drop("alpha", ready=False)
+    result = inbox.tick()
+    assert result.run_requests == [] and "1 incomplete" in result.skip_message
+    assert inbox.instance.get_dynamic_partitions(COHORTS) == []
+    (folder / READY).write_text("")
+    assert [r.partition_key for r in inbox.tick().run_requests] == ["alpha"]
+
+
+@pytest.mark.parametrize("name", ["bad name", "unknown_layout"])
+def test_invalid_folder_is_logged_once_and_not_retried(inbox, name, capsys):
+    folder = inbox.root / "cohorts" / name
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("no volumes here")
+    (folder / READY).write_text("")
+    result = inbox.tick()
+    assert result.run_requests == [] and not result.dynamic_partitions_requests
+    assert f"cohort folder {name!r} is not scored" in capsys.readouterr().err  # the tick's log
+    again = inbox.tick()
+    assert again.run_requests == [] and "is not scored" not in capsys.readouterr().err
+    assert InboxCursor.from_json(again.cursor).invalid == InboxCursor.from_json(result.cursor).invalid
+
+
+def test_two_cohorts_at_once_get_two_runs_with_distinct_keys(inbox):
+    inbox.drop("alpha")
+    inbox.drop("beta", patients=2)
+    result = inbox.tick()
+    assert sorted(r.partition_key for r in result.run_requests) == ["alpha", "beta"]
+    assert len({r.run_key for r in result.run_requests}) == 2
+    assert sorted(result.dynamic_partitions_requests[0].partition_keys) == ["alpha", "beta"]
+
+
+def test_change_while_a_run_is_in_progress_is_deferred_not_duplicated(inbox):
+    folder = inbox.drop("alpha")
+    inbox.tick()
+    job = inbox.defs.resolve_job_def("score_cohort_job")
+    run = inbox.instance.create_run_for_job(job, tags={"dagster/partition": "alpha"}, status=dg.DagsterRunStatus.STARTED)
+    write_brats_cohort(folder, patients=2)
+    assert inbox.tick().run_requests == []
+    inbox.instance.report_run_failed(run)
+    assert [r.partition_key for r in inbox.tick().run_requests] == ["alpha"]
+
+
+def test_removed_cohort_keeps_its_partition_and_its_run_fails_clearly(inbox):
+    inbox.drop("alpha")
+    inbox.tick()
+    shutil.rmtree(inbox.root / "cohorts" / "alpha")
+    assert inbox.tick().run_requests == []
+    assert inbox.instance.get_dynamic_partitions(COHORTS) == ["alpha"]
+    result = inbox.defs.resolve_job_def("score_cohort_job").execute_in_process(
+        partition_key="alpha", instance=inbox.instance, raise_on_error=False
+    )
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "does not exist" in str(failure.event_specific_data.error)
+
+
+def test_requested_run_scores_the_cohort(inbox):
+    inbox.drop("alpha", patients=2)
+    [request] = inbox.tick().run_requests
+    result = inbox.defs.resolve_job_def("score_cohort_job").execute_in_process(
+        partition_key=request.partition_key, instance=inbox.instance, tags=request.tags
+    )
+    assert result.success
+    assert result.asset_materializations_for_node("raw_cohort")[0].metadata["valid_patients"].value == 2
+
+
+def test_jobs_cover_the_keys_that_exist(data_root):
+    defs = build_defs(data_root)
+    score = defs.resolve_job_def("score_cohort_job")
+    assert score.partitions_def == cohorts_partitions
+    assert {k.to_user_string() for k in score.asset_layer.selected_asset_keys} == {"raw_cohort", "clinical_records"}
+    assert defs.resolve_job_def("train_models_job") is not None  # empty until training assets land
+    assert "preprocessed_volumes" in automation.missing_keys(ingest.assets)
+    assert all(k in automation_jobs.SCORE_COHORT_ASSETS for k in automation_jobs.RESCORE_ASSETS)
+
+
+def test_sensors_and_rescore_are_on_by_default_and_retraining_is_off(data_root):
+    defs = build_defs(data_root)
+    assert defs.resolve_sensor_def("new_cohort_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.resolve_sensor_def("automation_conditions_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.resolve_schedule_def("nightly_rescore_schedule").default_status == dg.DefaultScheduleStatus.RUNNING
+    assert defs.resolve_schedule_def("weekly_retrain_schedule").default_status == dg.DefaultScheduleStatus.STOPPED
+    assert defs.resolve_sensor_def("new_cohort_sensor").job_name == "score_cohort_job"
+
+
+# Schedules ------------------------------------------------------------------------------------
+
+
+def stub(name, partitions_def=cohorts_partitions, deps=()):
+    @dg.asset(name=name, partitions_def=partitions_def, deps=list(deps))
+    def _stub() -> None:
+        return None
+
+    return _stub
+
+
+def evaluate(defs, name, instance, data_root):
+    with dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=NIGHT,
+        repository_def=defs.get_repository_def(),
+        resources={"data_root": DataRootResource(path=str(data_root))},
+    ) as context:
+        return defs.resolve_schedule_def(name).evaluate_tick(context)
+
+
+def test_nightly_rescore_requests_one_run_per_registered_cohort(inbox):
+    for name in ("alpha", "beta"):
+        inbox.drop(name, ready=False)
+    inbox.instance.add_dynamic_partitions(COHORTS, ["alpha", "beta", "gone"])  # "gone" has no folder
+    result = evaluate(inbox.defs, "nightly_rescore_schedule", inbox.instance, inbox.root)
+    assert sorted(r.partition_key for r in result.run_requests) == ["alpha", "beta"]  # "gone" is skipped
+    assert {r.run_key for r in result.run_requests} == {"alpha:2026-03-04T02:00", "beta:2026-03-04T02:00"}
+    assert all(r.asset_selection is None for r in result.run_requests)  # no model assets yet: whole path
+
+
+def test_nightly_rescore_with_no_cohorts_skips(inbox):
+    result = evaluate(inbox.defs, "nightly_rescore_schedule", inbox.instance, inbox.root)
+    assert result.run_requests == [] and "no cohort" in result.skip_message
+
+
+RADIOMICS_OUTPUTS = ("radiomic_features", "radiomic_features_wide", "radiomics_exclusions", "radiomics_provenance")
+
+
+@dg.multi_asset(specs=[dg.AssetSpec(k, partitions_def=cohorts_partitions) for k in RADIOMICS_OUTPUTS], can_subset=False)
+def radiomics_stub():
+    for key in RADIOMICS_OUTPUTS:
+        yield dg.MaterializeResult(asset_key=key)
+
+
+def test_nightly_rescore_reruns_only_model_assets_where_inputs_exist(data_root, instance):
+    names = automation_jobs.SCORE_COHORT_ASSETS
+    assets = [stub(n) for n in names if n not in RADIOMICS_OUTPUTS] + [radiomics_stub]
+    defs = build_defs(data_root, assets=assets, checks=[])
+    score_keys = defs.resolve_job_def("score_cohort_job").asset_layer.selected_asset_keys
+    assert dg.AssetKey("radiomic_features_wide") in score_keys  # a multi-asset runs whole
+    for cohort in ("scored", "fresh"):
+        write_brats_cohort(data_root / "cohorts" / cohort, patients=1)
+    instance.add_dynamic_partitions(COHORTS, ["scored", "fresh"])
+    for name in names:
+        if name not in automation_jobs.RESCORE_ASSETS:
+            instance.report_runless_asset_event(dg.AssetMaterialization(name, partition="scored"))
+    requests = {r.partition_key: r for r in evaluate(defs, "nightly_rescore_schedule", instance, data_root).run_requests}
+    selected = [k.to_user_string() for k in requests["scored"].asset_selection]
+    assert set(selected) == {*automation_jobs.RESCORE_ASSETS, "radiomic_features_wide"} and len(selected) == len(set(selected))
+    assert requests["fresh"].asset_selection is None
+
+
+def test_weekly_retrain_requests_one_run_per_sequence_and_one_for_the_classifier(data_root, instance):
+    sequences = dg.StaticPartitionsDefinition(["t1", "t1c", "t2", "flair", "stack"])
+    assets = [
+        *ingest.assets,
+        stub("unet_model", sequences),
+        stub("unet_champion", sequences, deps=["unet_model"]),
+        stub("segmentation_metrics", sequences, deps=["unet_model"]),
+        stub("subtype_training_table", None),
+        stub("subtype_classifier", None, deps=["subtype_training_table"]),
+    ]
+    defs = build_defs(data_root, assets=assets)
+    assert defs.resolve_job_def("train_models_job").partitions_def == sequences
+    result = evaluate(defs, "weekly_retrain_schedule", instance, data_root)
+    by_key = {r.run_key: r for r in result.run_requests}
+    assert sorted(r.partition_key for r in result.run_requests if r.partition_key) == sorted(sequences.get_partition_keys())
+    classifier = by_key["classifier:2026-03-04T02:00"]
+    assert classifier.partition_key is None
+    assert [k.to_user_string() for k in classifier.asset_selection] == ["subtype_training_table", "subtype_classifier"]
+    unet_t1 = by_key["unet:t1:2026-03-04T02:00"]
+    assert [k.to_user_string() for k in unet_t1.asset_selection] == ["unet_model", "unet_champion", "segmentation_metrics"]
+
+
+def test_weekly_retrain_without_training_assets_skips(inbox):
+    result = evaluate(inbox.defs, "weekly_retrain_schedule", inbox.instance, inbox.root)
+    assert result.run_requests == [] and "no training assets" in result.skip_message
+
+
+# Declarative automation ----------------------------------------------------------------------
+
+
+def test_eager_except_models_follows_cohort_inputs_but_not_a_retrained_model(instance):
+    cohort_input = stub("cohort_input")
+    model = stub("subtype_classifier", None)
+
+    @dg.asset(partitions_def=cohorts_partitions, deps=[cohort_input, model], automation_condition=automation.EAGER_EXCEPT_MODELS)
+    def follower() -> None:
+        return None
+
+    defs = dg.Definitions(assets=[cohort_input, model, follower])
+    instance.add_dynamic_partitions(COHORTS, ["c1"])
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    dg.materialize([cohort_input, model, follower], partition_key="c1", instance=instance, selection=[cohort_input, follower])
+    dg.materialize([model], instance=instance)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.total_requested == 0  # same run as its input; a new model is ignored
+    dg.materialize([cohort_input], partition_key="c1", instance=instance)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
+    assert result.get_requested_partitions(dg.AssetKey("follower")) == {"c1"}
