@@ -102,12 +102,12 @@ def log_metric_history(run_id: str, history: list[Mapping[str, float]], step_key
         client.log_batch(run_id, metrics=metrics[start : start + 900])
 
 
-def champion_metric(model_name: str, metric: str) -> tuple[str | None, float | None]:
+def champion_metric(model_name: str, metric: str, tracking_uri: str | None = None) -> tuple[str | None, float | None]:
     """The current champion's version and its value of `metric` (None, None when there is none)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient()
+    client = MlflowClient(tracking_uri)
     try:
         version = client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
@@ -124,7 +124,9 @@ def should_promote(candidate: float, champion: float | None, higher_is_better: b
     return candidate > champion if higher_is_better else candidate < champion
 
 
-def promote_if_better(model_name: str, version: str, metric: str, value: float, higher_is_better: bool = True) -> dict:
+def promote_if_better(
+    model_name: str, version: str, metric: str, value: float, higher_is_better: bool = True, tracking_uri: str | None = None
+) -> dict:
     """Move the `champion` alias to `version` only if `value` beats the current champion's.
 
     Returns:
@@ -133,10 +135,10 @@ def promote_if_better(model_name: str, version: str, metric: str, value: float, 
     """
     from mlflow import MlflowClient
 
-    previous_version, previous_value = champion_metric(model_name, metric)
+    previous_version, previous_value = champion_metric(model_name, metric, tracking_uri)
     promoted = should_promote(value, previous_value, higher_is_better)
     if promoted:
-        MlflowClient().set_registered_model_alias(model_name, CHAMPION, version)
+        MlflowClient(tracking_uri).set_registered_model_alias(model_name, CHAMPION, version)
     return {
         "promoted": promoted,
         "champion_version": str(version) if promoted else previous_version,

@@ -11,6 +11,7 @@ from gbm_assets.lib.paths import DataRoot
 from gbm_assets.lib.synth import SynthOptions, write_cohort
 from gbm_assets.lib.tracking import CHAMPION, TrackingStore
 from gbm_assets.lib.warehouse import query
+from gbm_assets.defs.segment.training import weights_finite
 from gbm_assets_tests.factories import save, write_brats_cohort
 
 ALL = [*ingest.assets, *segment.assets, *masks.assets, *ingest.checks, *segment.checks]
@@ -48,9 +49,13 @@ def test_slices_model_metrics_and_registry(data_root, instance, monkeypatch):
     index = query(DataRoot(data_root), "select split, count(distinct patient_id) n from training_slices group by 1")
     assert set(index["split"]) == {"train", "validation", "test"} and index["n"].sum() == 8
 
-    first = run(instance, ["unet_model", "segmentation_metrics"], "stack", UNET)
+    first = run(instance, ["unet_model", "unet_champion", "segmentation_metrics"], "stack", UNET)
     meta = first.asset_materializations_for_node("unet_model")[0].metadata
-    assert meta["model_version"].value == "1" and meta["promoted_to_champion"].value is True
+    assert meta["model_version"].value == "1"
+    assert first.asset_materializations_for_node("unet_champion")[0].metadata["champion_version"].value == "1"
+    assert {c.check_name: c.passed for c in first.get_asset_check_evaluations()} == {
+        "unet_model_weights_finite": True, "unet_model_beats_champion": True, "segmentation_metrics_test_dice_above_floor": False,
+    }  # a 2-epoch, width-4 model is below the Dice floor: the warning fires
     metrics = query(DataRoot(data_root), "select * from segmentation_metrics")
     assert list(metrics.columns) == ["sequence", "split", "metric", "value"]
     assert len(metrics) == 27 and set(metrics["split"]) == {"train", "validation", "test"}
@@ -59,13 +64,18 @@ def test_slices_model_metrics_and_registry(data_root, instance, monkeypatch):
     seg_meta = first.asset_materializations_for_node("segmentation_metrics")[0].metadata
     assert "data:image/gif;base64," in seg_meta["test_slices_gif"].value and "| stack |" in seg_meta["comparison_test"].value
 
-    second = run(instance, ["unet_model"], "stack", {"unet_model": {"config": {"base": 4, "epochs": 2, "batch_size": 8, "seed": 1}}})
-    meta2 = second.asset_materializations_for_node("unet_model")[0].metadata
+    # a champion that is hard to beat: the blocking check must keep the new version out
     client = MlflowClient(TrackingStore.for_data_root(data_root).tracking_uri)
+    client.log_metric(meta["mlflow_run_id"].value, "best_val_dice", 1.0)
+    second = run(instance, ["unet_model", "unet_champion"], "stack", {"unet_model": {"config": {"base": 4, "epochs": 1, "batch_size": 8, "seed": 1}}},
+                 raise_on_error=False)  # fmt: skip
+    assert second.asset_materializations_for_node("unet_model")[0].metadata["model_version"].value == "2"
+    checks = {c.check_name: c for c in second.get_asset_check_evaluations()}
+    assert not checks["unet_model_beats_champion"].passed and checks["unet_model_beats_champion"].metadata["champion_version"].value == "1"
+    assert not second.asset_materializations_for_node("unet_champion")  # blocked
     champion = str(client.get_model_version_by_alias("gbm-unet-stack", CHAMPION).version)
-    better = meta2["best_val_dice"].value > meta["best_val_dice"].value
-    assert champion == ("2" if better else "1") and meta2["promoted_to_champion"].value is better
-    run_tags = client.get_run(meta2["mlflow_run_id"].value).data.tags
+    assert champion == "1"
+    run_tags = client.get_run(second.asset_materializations_for_node("unet_model")[0].metadata["mlflow_run_id"].value).data.tags
     assert run_tags["dagster.asset_key"] == "unet_model" and run_tags["dagster.partition"] == "stack"
 
     masks_result = run(instance, ["lesion_masks"], "tiny")
@@ -113,3 +123,17 @@ def test_unknown_model_input_is_refused(data_root, instance):
 def test_unet_without_training_slices_says_what_to_do(data_root, instance):
     result = run(instance, ["unet_model"], "t1", raise_on_error=False)
     assert "materialize training_slices" in failure_message(result)
+
+
+def test_weights_finite_flags_a_nan_checkpoint(tmp_path):
+    import torch
+
+    from gbm_assets.lib.segment.unet import UNet
+
+    state = UNet(in_channels=1, base=4).state_dict()
+    path = tmp_path / "m.pt"
+    torch.save({"architecture": {}, "state_dict": state}, path)
+    assert weights_finite({"checkpoint": str(path)}) == (True, [])
+    state["c1.net.0.weight"][0, 0, 0, 0] = float("nan")
+    torch.save({"architecture": {}, "state_dict": state}, path)
+    assert weights_finite({"checkpoint": str(path)}) == (False, ["c1.net.0.weight"])

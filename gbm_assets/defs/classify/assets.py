@@ -44,6 +44,7 @@ from gbm_assets.lib.classify.report import (
 )
 from gbm_assets.lib.paths import DataRoot
 from gbm_assets.lib.survival import survival_vs_volume
+from gbm_assets.defs.automation.sensors import EAGER, EAGER_EXCEPT_MODELS
 
 MODEL_NAME = "gbm-subtype-classifier"
 """The MLflow registered model (and experiment) of the subtype classifier."""
@@ -236,6 +237,7 @@ def _champion(root: DataRoot):
 
 
 @dg.asset(
+    automation_condition=EAGER_EXCEPT_MODELS,
     partitions_def=cohorts_partitions,
     group_name="classify",
     io_manager_key="table_io_manager",
@@ -288,6 +290,7 @@ def subtype_predictions(
 
 
 @dg.asset(
+    automation_condition=EAGER,
     partitions_def=cohorts_partitions,
     group_name="classify",
     io_manager_key="table_io_manager",

@@ -34,6 +34,7 @@ from gbm_assets.lib.radiomics import (
 )
 from gbm_assets.lib.radiomics.burden import BURDEN_COLUMNS
 from gbm_assets.lib.radiomics.checks import read_volume
+from gbm_assets.defs.automation.sensors import EAGER
 
 ANY = "any"
 PROVENANCE_COLUMNS = [
@@ -256,6 +257,7 @@ def patient_burden(cohort: str, row, mask) -> tuple[list[dict], list[str]]:
 
 
 @dg.asset(
+    automation_condition=EAGER,
     partitions_def=cohorts_partitions,
     group_name="radiomics",
     io_manager_key="table_io_manager",

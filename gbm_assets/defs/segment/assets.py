@@ -15,6 +15,7 @@ from gbm_assets.defs.segment import training as unet_store
 from gbm_assets.lib.segment.dataset import load_slice_data
 from gbm_assets.lib.segment.evaluate import comparison_markdown
 from gbm_assets.lib.tables import read_parquet
+from gbm_assets.defs.automation.sensors import EAGER
 
 PREPROCESSED_COLUMNS = [
     "cohort", "patient_id", "status", "problems", "dir", "has_labels",
@@ -153,6 +154,7 @@ def unet_model(
 
 
 @dg.asset(
+    automation_condition=EAGER,
     partitions_def=model_inputs_partitions,
     group_name="segment",
     deps=[unet_model],
@@ -185,5 +187,74 @@ def segmentation_metrics(context: dg.AssetExecutionContext, data_root: DataRootR
     )
 
 
-assets = [preprocessed_volumes, training_slices, unet_model, segmentation_metrics]
-checks = [training_slices_patients_in_one_split]
+TEST_DICE_FLOOR = 0.5
+"""A model whose mean test 3D Dice is below this gets a warning (the demo's models reach ~0.8+)."""
+
+
+@dg.asset_check(asset=unet_model, partitions_def=model_inputs_partitions, blocking=True, description="Every weight of the new checkpoint is finite.")
+def unet_model_weights_finite(context: dg.AssetCheckExecutionContext, data_root: DataRootResource) -> dg.AssetCheckResult:
+    record = unet_store.latest_record(data_root.root(), context.partition_key)
+    finite, bad = unet_store.weights_finite(record)
+    return dg.AssetCheckResult(
+        passed=finite,
+        metadata={"model_version": record["model_version"], "tensors_not_finite": dg.MetadataValue.json(bad[:50])},
+    )
+
+
+@dg.asset_check(
+    asset=unet_model,
+    partitions_def=model_inputs_partitions,
+    blocking=True,
+    description="The new version's validation Dice beats the current champion's; otherwise unet_champion does not run.",
+)
+def unet_model_beats_champion(context: dg.AssetCheckExecutionContext, data_root: DataRootResource) -> dg.AssetCheckResult:
+    record = unet_store.latest_record(data_root.root(), context.partition_key)
+    comparison = unet_store.champion_comparison(record)
+    return dg.AssetCheckResult(
+        passed=bool(comparison["beats_champion"]),
+        metadata={
+            "candidate_version": record["model_version"],
+            "candidate_val_dice": float(comparison["candidate_val_dice"]),
+            "champion_version": str(comparison["champion_version"]),
+            "champion_val_dice": float("nan") if comparison["champion_val_dice"] is None else float(comparison["champion_val_dice"]),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=model_inputs_partitions,
+    group_name="segment",
+    deps=[unet_model],
+    kinds={"mlflow"},
+    description="Moves the registry alias 'champion' to the new U-Net version; runs only when its blocking checks pass.",
+)
+def unet_champion(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.MaterializeResult:
+    record = unet_store.latest_record(data_root.root(), context.partition_key)
+    decision = unet_store.promote(record)  # re-checks: a worse version never takes the alias
+    if not decision["promoted"]:
+        context.log.warning(f"{record['model_name']} v{record['model_version']} does not beat v{decision['champion_version']}; champion kept")
+    return dg.MaterializeResult(
+        metadata={
+            "registered_model": record["model_name"],
+            "candidate_version": record["model_version"],
+            "promoted": bool(decision["promoted"]),
+            "champion_version": str(decision["champion_version"]),
+            "previous_champion_version": str(decision["previous_version"]),
+            "previous_champion_val_dice": float("nan") if decision["previous_value"] is None else float(decision["previous_value"]),
+        }
+    )
+
+
+@dg.asset_check(asset=segmentation_metrics, partitions_def=model_inputs_partitions, description=f"Mean test 3D Dice is at least {TEST_DICE_FLOOR}.")
+def segmentation_metrics_test_dice_above_floor(segmentation_metrics: pd.DataFrame) -> dg.AssetCheckResult:
+    test = segmentation_metrics[(segmentation_metrics["split"] == "test") & (segmentation_metrics["metric"] == "dice_3d")]
+    value = float(test["value"].iloc[0]) if len(test) else float("nan")
+    return dg.AssetCheckResult(
+        passed=bool(value >= TEST_DICE_FLOOR),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"test_dice_3d": value, "floor": TEST_DICE_FLOOR},
+    )
+
+
+assets = [preprocessed_volumes, training_slices, unet_model, unet_champion, segmentation_metrics]
+checks = [training_slices_patients_in_one_split, unet_model_weights_finite, unet_model_beats_champion, segmentation_metrics_test_dice_above_floor]

@@ -22,7 +22,7 @@ from gbm_assets.lib.segment.postprocess import DEFAULT_MIN_COMPONENT_MM3, postpr
 from gbm_assets.lib.segment.figures import markdown_image, overlay_grid_png, slices_gif, training_curves_png
 from gbm_assets.lib.segment.train import TrainConfig, predict_slices, train_unet
 from gbm_assets.lib.segment.unet import UNet
-from gbm_assets.lib.tracking import log_metric_history, promote_if_better
+from gbm_assets.lib.tracking import champion_metric, log_metric_history, promote_if_better, should_promote
 
 CHAMPION_METRIC = "best_val_dice"
 
@@ -106,15 +106,39 @@ def train_and_register(context, data: SliceData, input_name: str, config, root: 
         info = mlflow.pytorch.log_model(model, name="model", registered_model_name=registered_name(input_name),
                                         input_example=example, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])  # fmt: skip
         version = str(info.registered_model_version)
-        decision = promote_if_better(registered_name(input_name), version, CHAMPION_METRIC, result.best_val_dice)
     record = {
         "input": input_name, "run_id": run_id, "model_name": registered_name(input_name), "model_version": version,
         "checkpoint": str(checkpoint), "cohorts": cohorts, "best_val_dice": result.best_val_dice,
         "best_epoch": result.best_epoch, "train_seconds": seconds, "history": result.history, "architecture": arch,
-        "tracking_uri": mlflow_resource.store().tracking_uri, **decision,
+        "tracking_uri": mlflow_resource.store().tracking_uri,
     }  # fmt: skip
     _record_path(root, input_name).write_text(json.dumps(record, indent=1, default=float))
     return record
+
+
+def champion_comparison(record: dict) -> dict:
+    """How the recorded candidate compares with the registry's current champion."""
+    version, value = champion_metric(record["model_name"], CHAMPION_METRIC, record["tracking_uri"])
+    is_champion = version == record["model_version"]
+    return {
+        "champion_version": version,
+        "champion_val_dice": value,
+        "candidate_val_dice": record["best_val_dice"],
+        "beats_champion": is_champion or should_promote(record["best_val_dice"], value),
+    }
+
+
+def promote(record: dict) -> dict:
+    """Move `champion` to the recorded version only if it beats the current champion."""
+    return promote_if_better(record["model_name"], record["model_version"], CHAMPION_METRIC, record["best_val_dice"],
+                             tracking_uri=record["tracking_uri"])  # fmt: skip
+
+
+def weights_finite(record: dict) -> tuple[bool, list[str]]:
+    """(all finite, names of tensors holding NaN or inf) for the recorded checkpoint."""
+    state = torch.load(record["checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    bad = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    return not bad, bad
 
 
 def model_metadata(record: dict) -> dict:
@@ -126,9 +150,6 @@ def model_metadata(record: dict) -> dict:
         "tracking_uri": record["tracking_uri"],
         "registered_model": record["model_name"],
         "model_version": record["model_version"],
-        "champion_version": str(record["champion_version"]),
-        "promoted_to_champion": record["promoted"],
-        "previous_champion_val_dice": record["previous_value"] if record["previous_value"] is not None else float("nan"),
         "best_val_dice": float(record["best_val_dice"]),
         "best_epoch": int(record["best_epoch"]),
         "train_seconds": round(float(record["train_seconds"]), 1),
