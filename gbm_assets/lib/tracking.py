@@ -21,8 +21,10 @@ CHAMPION = "champion"
 
 
 @contextmanager
-def _global_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API at `uri`, then put `$MLFLOW_TRACKING_URI` back as it was.
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (`mlflow.<flavor>.load_model("models:/...")`, `mlflow.log_*`) at `uri`
+    for the block, then put `$MLFLOW_TRACKING_URI` back as it was. Without it MLflow 3 falls back
+    to `./mlflow.db` in the working directory.
 
     `mlflow.set_tracking_uri` also writes the environment variable, which would make every later
     `TrackingStore.for_data_root` in this process (another data root, a test) use this store.
@@ -79,7 +81,7 @@ def tracked_run(store: TrackingStore, experiment: str, run_name: str, tags: Mapp
     import mlflow
 
     experiment_id = ensure_experiment(store, experiment)
-    with _global_uri(store.tracking_uri), mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+    with using_tracking_uri(store.tracking_uri), mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
         yield run
 
 

@@ -4,6 +4,9 @@ Upstream tables (radiomic_features, clinical_records, tumor_burden) are written 
 temp data root and declared as external `AssetSpec`s; MLflow uses the default SQLite store under that root.
 """
 
+import os
+
+import mlflow
 import json
 
 import dagster as dg
@@ -112,6 +115,10 @@ def failure_message(result) -> str:
     return next(str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure)
 
 
+def tmp_path_factory_elsewhere(root):
+    return root.parent / "elsewhere" / "mlflow.db"
+
+
 def test_features_to_predictions_with_a_guarded_champion(root):
     from mlflow import MlflowClient
 
@@ -139,6 +146,10 @@ def test_features_to_predictions_with_a_guarded_champion(root):
     assert str(client.get_model_version_by_alias("gbm-subtype-classifier", "champion").version) == "1"
     assert "cv_balanced_accuracy_mlp" in client.get_run(cv["mlflow_run_id"]).data.metrics
 
+    # a step process starts with MLflow pointed nowhere in particular: the champion must still be
+    # found in the data root's store (this once fell back to ./mlflow.db)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path_factory_elsewhere(root)}")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)  # set_tracking_uri exports it; a user override is not what we simulate
     scored = materialize(root, ["subtype_predictions"], cohorts=["fresh"], partition="fresh")
     assert scored.success and checks(scored)["subtype_predictions_probabilities_sum_to_one"].passed
     preds = query(DataRoot(root), "select * from subtype_predictions")

@@ -223,17 +223,18 @@ def _champion(root: DataRoot):
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from gbm_assets.lib.tracking import CHAMPION, TrackingStore, ensure_experiment
+    from gbm_assets.lib.tracking import CHAMPION, TrackingStore, ensure_experiment, using_tracking_uri
 
     store = TrackingStore.for_data_root(root.root)
-    ensure_experiment(store, MODEL_NAME)  # creates the store once, under a lock, and points mlflow at it
+    ensure_experiment(store, MODEL_NAME)  # creates the store once, under a lock
     try:
         version = MlflowClient(store.tracking_uri).get_model_version_by_alias(MODEL_NAME, CHAMPION)
     except MlflowException as exc:
         raise dg.Failure(description=f"no {CHAMPION} of {MODEL_NAME!r} in {store.tracking_uri}; "
                          "materialize subtype_classifier first") from exc
     uri = f"models:/{MODEL_NAME}/{version.version}"
-    return mlflow.sklearn.load_model(uri), version, mlflow.models.get_model_info(uri).metadata or {}
+    with using_tracking_uri(store.tracking_uri):
+        return mlflow.sklearn.load_model(uri), version, mlflow.models.get_model_info(uri).metadata or {}
 
 
 @dg.asset(
