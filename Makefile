@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export GBM_DATA_ROOT ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 DEMO_COHORT ?= demo
-DEMO_PATIENTS ?= 24
+DEMO_PATIENTS ?= 40
 DEMO_SEED ?= 7
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 

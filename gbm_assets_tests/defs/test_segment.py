@@ -63,6 +63,7 @@ def test_slices_model_metrics_and_registry(data_root, instance, monkeypatch):
     assert metrics["value"].between(0, 1).where(metrics["metric"] != "hd95_mm", True).all()
     seg_meta = first.asset_materializations_for_node("segmentation_metrics")[0].metadata
     assert "data:image/gif;base64," in seg_meta["test_slices_gif"].value and "| stack |" in seg_meta["comparison_test"].value
+    keep_largest = seg_meta["postprocess_keep_largest_component"].value  # chosen on validation patients
 
     # a champion that is hard to beat: the blocking check must keep the new version out
     client = MlflowClient(TrackingStore.for_data_root(data_root).tracking_uri)
@@ -81,6 +82,7 @@ def test_slices_model_metrics_and_registry(data_root, instance, monkeypatch):
     masks_result = run(instance, ["lesion_masks"], "tiny")
     table = masks_result.asset_materializations_for_node("lesion_masks")[0].metadata
     assert table["segmented"].value == 8 and table["model"].value == f"gbm-unet-stack v{champion}"
+    assert table["keep_largest_component"].value is keep_largest
 
 
 def test_training_needs_three_patients_with_masks(data_root, instance):

@@ -7,7 +7,7 @@ import pandas as pd
 from gbm_assets.defs.partitions import cohorts_partitions
 from gbm_assets.defs.resources import DataRootResource, MlflowResource
 from gbm_assets.defs.segment.config import MaskSettings
-from gbm_assets.defs.segment.training import load_registered, registered_name
+from gbm_assets.defs.segment.training import load_registered, postprocess_choice, registered_name
 from gbm_assets.lib.preprocess.slices import INPUTS
 from gbm_assets.lib.preprocess.volumes import load_preprocessed
 from gbm_assets.lib.segment.inference import predict_volume
@@ -21,7 +21,7 @@ MASK_COLUMNS = [
 
 
 def load_champion(mlflow_resource: MlflowResource, model_name: str):
-    """(model, version) of the registry's `champion`; dg.Failure when there is none."""
+    """(model, version, keep_largest) of the registry's `champion`; dg.Failure when there is none."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -29,10 +29,11 @@ def load_champion(mlflow_resource: MlflowResource, model_name: str):
 
     uri = mlflow_resource.store().tracking_uri
     try:
-        version = MlflowClient(uri).get_model_version_by_alias(model_name, CHAMPION).version
+        found = MlflowClient(uri).get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException as exc:
         raise dg.Failure(description=f"no {CHAMPION!r} version of {model_name} in {uri}; materialize unet_model first") from exc
-    return load_registered(uri, model_name, str(version)), str(version)
+    version = str(found.version)
+    return load_registered(uri, model_name, version), version, postprocess_choice(uri, found.run_id)
 
 
 @dg.asset(
@@ -54,8 +55,8 @@ def lesion_masks(
     if config.sequence not in INPUTS:
         raise dg.Failure(description=f"unknown model input {config.sequence!r}; choose one of {', '.join(INPUTS)}")
     model_name = registered_name(config.sequence)
-    model, version = load_champion(mlflow, model_name)
-    context.log.info(f"cohort {cohort}: segmenting with {model_name} version {version}")
+    model, version, keep_largest = load_champion(mlflow, model_name)
+    context.log.info(f"cohort {cohort}: segmenting with {model_name} version {version} (keep largest component: {keep_largest})")
     rows = []
     for row in preprocessed_volumes[preprocessed_volumes["status"] == "ok"].itertuples():
         base = {"cohort": cohort, "patient_id": row.patient_id, "roi_scheme": "binary", "model_name": model_name, "model_version": version}
@@ -63,7 +64,7 @@ def lesion_masks(
         try:
             patient = load_preprocessed(row.dir)
             prob = predict_volume(model, patient, config.sequence, batch_size=config.batch_size)
-            mask = postprocess_mask(prob, patient.spacing, config.threshold, config.min_component_mm3)
+            mask = postprocess_mask(prob, patient.spacing, config.threshold, config.min_component_mm3, keep_largest)
             native = save_native_mask(mask, patient.transform, path)
             voxel_ml = abs(np.linalg.det(np.asarray(patient.transform.native_affine)[:3, :3])) / 1000
             voxels = int(native.sum())
@@ -81,6 +82,7 @@ def lesion_masks(
         table,
         metadata={
             "model": f"{model_name} v{version}",
+            "keep_largest_component": keep_largest,
             "patients": len(table),
             "segmented": len(ok),
             "failed": int((table["status"] != "ok").sum()),

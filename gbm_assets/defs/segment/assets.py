@@ -178,6 +178,10 @@ def segmentation_metrics(context: dg.AssetExecutionContext, data_root: DataRootR
             "test_dice_3d": float(test.get("dice_3d", np.nan)),
             "test_hd95_mm": float(test.get("hd95_mm", np.nan)),
             "one_sided_empty_volumes": len(one_empty),
+            "postprocess_keep_largest_component": bool(pictures["postprocess"]["keep_largest"]),
+            "validation_dice_3d_all_vs_largest": dg.MetadataValue.json(
+                {k: round(v, 4) for k, v in pictures["postprocess"].items() if k != "keep_largest"}
+            ),
             "model_version": str(record.get("model_version")),
             "metrics": dg.MetadataValue.md(metrics.pivot_table(index="metric", columns="split", values="value").round(4).to_markdown()),
             "comparison_test": dg.MetadataValue.md(comparison_markdown(everything, "test")),

@@ -25,6 +25,7 @@ from gbm_assets.lib.segment.unet import UNet
 from gbm_assets.lib.tracking import champion_metric, log_metric_history, promote_if_better, should_promote
 
 CHAMPION_METRIC = "best_val_dice"
+KEEP_LARGEST_TAG = "postprocess.keep_largest_component"
 
 
 def registered_name(input_name: str) -> str:
@@ -170,30 +171,53 @@ def _pictures(split: str, data: SliceData, prob: np.ndarray, channel: int = 0) -
     return {"grid": grid, "gif": gif}
 
 
+def _volume_rows(model, input_name: str, split: str, patients, root: DataRoot, keep_largest: bool, min_component_mm3: float) -> list[tuple]:
+    rows = []
+    for cohort, pid, patient, prob in patients:
+        pred = postprocess_mask(prob, patient.spacing, min_component_mm3=min_component_mm3, keep_largest=keep_largest)
+        rows.append(patient_volume_row(input_name, split, cohort, pid, pred, patient.labels > 0, patient.spacing))
+    return rows
+
+
 def evaluate_model(record: dict, data: SliceData, root: DataRoot, min_component_mm3: float = DEFAULT_MIN_COMPONENT_MM3) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Metrics of the recorded model on every split present, plus pictures per split.
 
     Pixel metrics use the split's training slices; 3D metrics predict each split patient's whole
-    preprocessed volume and post-process it as `lesion_masks` does.
+    preprocessed volume and post-process it as `lesion_masks` does. Whether to keep only the
+    largest component is decided on the validation patients (never on test) and returned in
+    `pictures["postprocess"]`.
     """
     model, input_name = load_checkpoint(record["checkpoint"]), record["input"]
-    pixel, patients, pictures = [], [], {"files": {}, "markdown": {}}
+    pixel, predicted, pictures = [], {}, {"files": {}, "markdown": {}}
     for split in data.x:
         prob = predict_slices(model, data.x[split])
         pixel.append(pixel_metric_rows(input_name, prob, data.y[split], data.index[split]))
+        predicted[split] = []
         for cohort, pid in data.index[split][["cohort", "patient_id"]].drop_duplicates().itertuples(index=False):
             patient = load_preprocessed(root.volume_dir("preprocessed", cohort, pid))
-            pred = postprocess_mask(predict_volume(model, patient, input_name), patient.spacing, min_component_mm3=min_component_mm3)
-            patients.append(patient_volume_row(input_name, split, cohort, pid, pred, patient.labels > 0, patient.spacing))
+            predicted[split].append((cohort, pid, patient, predict_volume(model, patient, input_name)))
         pics = _pictures(split, data, prob)
         pictures["files"][f"{split}_overlay.png"] = pics["grid"]
         pictures["files"][f"{split}_slices.gif"] = pics["gif"]
         if split == "test":
             pictures["markdown"]["test_overlay"] = markdown_image(pics["grid"], "test slices: image / truth / prediction")
             pictures["markdown"]["test_slices_gif"] = markdown_image(pics["gif"], "test patient across slices", "image/gif")
+    choice = {"keep_largest": False, "val_dice_all_components": float("nan"), "val_dice_largest_component": float("nan")}
+    if predicted.get("validation"):
+        dice = {k: np.mean([r[4] for r in _volume_rows(model, input_name, "validation", predicted["validation"], root, k, min_component_mm3)]) for k in (False, True)}
+        choice = {"keep_largest": bool(dice[True] > dice[False]), "val_dice_all_components": float(dice[False]), "val_dice_largest_component": float(dice[True])}
+    patients = [row for split, items in predicted.items() for row in _volume_rows(model, input_name, split, items, root, choice["keep_largest"], min_component_mm3)]
+    pictures["postprocess"] = choice
     per_patient = pd.DataFrame(patients, columns=PATIENT_COLUMNS)
     metrics = pd.concat([*pixel, volume_metric_rows(per_patient)], ignore_index=True)
     return metrics.sort_values(["split", "metric"], ignore_index=True), per_patient, pictures
+
+
+def postprocess_choice(tracking_uri: str, run_id: str) -> bool:
+    """The keep-largest-component decision `segmentation_metrics` recorded on a model's run (False if none)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri).get_run(run_id).data.tags.get(KEEP_LARGEST_TAG) == "true"
 
 
 def log_evaluation(record: dict, metrics: pd.DataFrame, pictures: dict) -> None:
@@ -209,3 +233,4 @@ def log_evaluation(record: dict, metrics: pd.DataFrame, pictures: dict) -> None:
     now = int(time.time() * 1000)
     client.log_batch(record["run_id"], metrics=[Metric(f"{r.split}_{r.metric}", float(r.value), now, 0) for r in metrics.itertuples()])
     client.log_artifacts(record["run_id"], str(folder), artifact_path="figures")
+    client.set_tag(record["run_id"], KEEP_LARGEST_TAG, str(pictures["postprocess"]["keep_largest"]).lower())

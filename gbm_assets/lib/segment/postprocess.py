@@ -13,7 +13,13 @@ are specks of 0.1-1 mL, while the smallest tumours are ~10 mL. Real satellite le
 1 mL would be lost too; lower it (MaskSettings.min_component_mm3) where those matter."""
 
 
-def postprocess_mask(prob: np.ndarray, spacing: Sequence[float], threshold: float = 0.5, min_component_mm3: float = DEFAULT_MIN_COMPONENT_MM3) -> np.ndarray:
+def postprocess_mask(
+    prob: np.ndarray,
+    spacing: Sequence[float],
+    threshold: float = 0.5,
+    min_component_mm3: float = DEFAULT_MIN_COMPONENT_MM3,
+    keep_largest: bool = False,
+) -> np.ndarray:
     """Binary lesion mask from probabilities.
 
     Args:
@@ -21,6 +27,8 @@ def postprocess_mask(prob: np.ndarray, spacing: Sequence[float], threshold: floa
         spacing: (x, y, z) voxel size in mm.
         threshold: probability above which a voxel is lesion.
         min_component_mm3: 26-connected components smaller than this volume are removed.
+        keep_largest: keep only the largest component (a unifocal-lesion assumption; whether it
+            helps is decided per model on its validation patients, as nnU-Net does).
 
     Returns:
         (X, Y, Z) bool; all False when nothing survives (an empty mask, which callers record).
@@ -33,6 +41,8 @@ def postprocess_mask(prob: np.ndarray, spacing: Sequence[float], threshold: floa
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1)) * voxel_mm3
     keep = np.zeros(n + 1, bool)
     keep[1:] = sizes >= min_component_mm3
+    if keep_largest and keep.any():
+        keep[1:] = np.arange(n) == int(np.argmax(sizes))
     mask = keep[labels]
     # fill holes slice by slice (axial) and in 3D: necrotic cores are part of the lesion
     mask = ndimage.binary_fill_holes(mask)
