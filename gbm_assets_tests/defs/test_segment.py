@@ -12,7 +12,7 @@ from gbm_assets.lib.synth import SynthOptions, write_cohort
 from gbm_assets.lib.tracking import CHAMPION, TrackingStore
 from gbm_assets.lib.warehouse import query
 from gbm_assets.defs.segment.training import weights_finite
-from gbm_assets_tests.factories import save, write_brats_cohort
+from gbm_assets_tests.factories import write_brats_cohort
 
 ALL = [*ingest.assets, *segment.assets, *masks.assets, *ingest.checks, *segment.checks]
 TINY = SynthOptions(shape=(48, 48, 24), spacing=(3.0, 3.0, 6.0))

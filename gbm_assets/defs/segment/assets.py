@@ -9,7 +9,7 @@ from gbm_assets.defs.resources import DataRootResource, MlflowResource
 from gbm_assets.defs.segment.config import PreprocessSettings, SliceSettings, UNetSettings
 from gbm_assets.defs.segment.partitions import model_inputs_partitions
 from gbm_assets.lib.contract import SEQUENCES
-from gbm_assets.lib.preprocess.slices import INPUTS, SliceConfig, assert_disjoint_splits, patient_splits, write_slice_arrays
+from gbm_assets.lib.preprocess.slices import SliceConfig, assert_disjoint_splits, patient_splits, write_slice_arrays
 from gbm_assets.lib.preprocess.volumes import PreprocessConfig, preprocess_patient, read_case, save_preprocessed
 from gbm_assets.defs.segment import training as unet_store
 from gbm_assets.lib.segment.dataset import load_slice_data

@@ -9,7 +9,7 @@ empty-mask policy of `metrics.volume_metrics` applies and one-sided empty cases 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
