@@ -66,7 +66,7 @@ def chain(tmp_path_factory):
         instance.add_dynamic_partitions("cohorts", ["tiny"])
         prep = {"ops": {"preprocessed_volumes": {"config": {"target_spacing_mm": 3.0, "size": 48}}}}
         materialize(instance, ["raw_cohort", "clinical_records", "preprocessed_volumes", "training_slices"], "tiny", prep)
-        materialize(instance, ["unet_model"], "stack", {"ops": {"unet_model": {"config": {"base": 4, "epochs": 1}}}})
+        materialize(instance, ["unet_model", "unet_champion"], "stack", {"ops": {"unet_model": {"config": {"base": 4, "epochs": 1}}}})
         result = materialize(instance, ["lesion_masks", *RADIOMICS], "tiny", ONE_WORKER)
         yield SimpleNamespace(root=root, instance=instance, result=result)
         import mlflow
