@@ -139,3 +139,15 @@ def test_weights_finite_flags_a_nan_checkpoint(tmp_path):
     state["c1.net.0.weight"][0, 0, 0, 0] = float("nan")
     torch.save({"architecture": {}, "state_dict": state}, path)
     assert weights_finite({"checkpoint": str(path)}) == (False, ["c1.net.0.weight"])
+
+
+@pytest.mark.parametrize("dice, passed", [(0.9, True), (0.5, True), (0.2, False), (float("nan"), False)])
+def test_dice_floor_check_on_good_and_bad_metrics(dice, passed):
+    import importlib
+
+    import pandas as pd
+
+    checks = importlib.import_module("gbm_assets.defs.segment.assets")
+    table = pd.DataFrame({"sequence": ["stack"] * 2, "split": ["validation", "test"], "metric": ["dice_3d"] * 2, "value": [0.99, dice]})
+    result = checks.segmentation_metrics_test_dice_above_floor(table)
+    assert result.passed is passed and result.metadata["floor"].value == checks.TEST_DICE_FLOOR
