@@ -112,18 +112,34 @@ def test_incomplete_cohort_waits_for_ready(inbox):
     assert [r.partition_key for r in inbox.tick().run_requests] == ["alpha"]
 
 
-@pytest.mark.parametrize("name", ["bad name", "unknown_layout"])
-def test_invalid_folder_is_logged_once_and_not_retried(inbox, name, capsys):
+def _drop_invalid(inbox, name):
     folder = inbox.root / "cohorts" / name
     folder.mkdir(parents=True)
     (folder / "notes.txt").write_text("no volumes here")
     (folder / READY).write_text("")
+    return folder
+
+
+def test_invalid_name_is_logged_once_and_never_run(inbox, capsys):
+    _drop_invalid(inbox, "bad name")
     result = inbox.tick()
     assert result.run_requests == [] and not result.dynamic_partitions_requests
-    assert f"cohort folder {name!r} is not scored" in capsys.readouterr().err  # the tick's log
+    assert "cohort folder 'bad name' is not scored" in capsys.readouterr().err  # the tick's log
     again = inbox.tick()
     assert again.run_requests == [] and "is not scored" not in capsys.readouterr().err
     assert InboxCursor.from_json(again.cursor).invalid == InboxCursor.from_json(result.cursor).invalid
+
+
+def test_invalid_layout_gets_one_run_that_records_the_problem_and_is_not_retried(inbox, capsys):
+    folder = _drop_invalid(inbox, "unknown_layout")
+    result = inbox.tick()
+    [request] = result.run_requests
+    assert request.partition_key == "unknown_layout" and "matches no known layout" in request.tags["gbm/inbox_problem"]
+    assert "cohort folder 'unknown_layout' is not scored" in capsys.readouterr().err
+    again = inbox.tick()
+    assert again.run_requests == [] and "is not scored" not in capsys.readouterr().err
+    (folder / "more.txt").write_text("changed")  # a change is checked again
+    assert [r.partition_key for r in inbox.tick().run_requests] == ["unknown_layout"]
 
 
 def test_two_cohorts_at_once_get_two_runs_with_distinct_keys(inbox):

@@ -20,6 +20,7 @@ from gbm_assets.defs.automation.jobs import SCORE_COHORT_JOB
 from gbm_assets.defs.partitions import COHORTS, cohorts_partitions
 from gbm_assets.defs.resources import DataRootResource
 from gbm_assets.lib.inbox import READY, InboxCursor, plan_inbox
+from gbm_assets.lib.paths import CohortNameError, validate_cohort_name
 
 EAGER = dg.AutomationCondition.eager()
 """For an asset that should follow its upstream without a click: materialize a partition when
@@ -40,6 +41,15 @@ IN_PROGRESS = [
 ]
 PARTITION_TAG = "dagster/partition"
 FINGERPRINT_TAG = "gbm/cohort_fingerprint"
+PROBLEM_TAG = "gbm/inbox_problem"
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        validate_cohort_name(name)
+    except CohortNameError:
+        return False
+    return True
 
 
 def partitions_in_progress(instance: dg.DagsterInstance) -> set[str]:
@@ -66,17 +76,25 @@ def _read_cursor(context: dg.SensorEvaluationContext) -> InboxCursor:
 def new_cohort_sensor(context: dg.SensorEvaluationContext, data_root: DataRootResource) -> dg.SensorResult:
     cohorts_dir = data_root.root().cohorts_dir
     plan = plan_inbox(cohorts_dir, _read_cursor(context), busy=partitions_in_progress(context.instance))
+    recorded = []  # invalid folders that can still be partitions: one run records the problem
     for name, reason in plan.invalid:
         context.log.warning(f"cohort folder {name!r} is not scored: {reason}. It is checked again once its files change.")
+        if _valid_name(name):
+            recorded.append((name, plan.next_cursor.invalid[name], reason))
     for name in plan.removed:
         context.log.info(f"cohort folder {name!r} was removed; its partition and lineage are kept")
     for name in plan.deferred:
         context.log.info(f"cohort {name!r} changed while a run for it is in progress; it is requested after that run")
     registered = set(context.instance.get_dynamic_partitions(COHORTS))
-    to_register = [name for name, _ in plan.new_or_changed if name not in registered]
+    names = [name for name, _ in plan.new_or_changed] + [name for name, _, _ in recorded]
+    to_register = [name for name in names if name not in registered]
     run_requests = [
         dg.RunRequest(partition_key=name, run_key=f"{name}:{fp}", tags={FINGERPRINT_TAG: fp})
         for name, fp in plan.new_or_changed
+    ] + [
+        # raw_cohort fails in this run with the layout error, so the problem is in the run's record
+        dg.RunRequest(partition_key=name, run_key=f"{name}:{fp}", tags={FINGERPRINT_TAG: fp, PROBLEM_TAG: reason[:500]})
+        for name, fp, reason in recorded
     ]
     return dg.SensorResult(
         run_requests=run_requests,
