@@ -33,20 +33,6 @@ from gbm_assets.defs.partitions import cohorts_partitions
 SCORE_COHORT_JOB = "score_cohort_job"
 TRAIN_MODELS_JOB = "train_models_job"
 
-SCORE_COHORT_ASSETS: tuple[str, ...] = (
-    "raw_cohort",
-    "clinical_records",
-    "preprocessed_volumes",
-    "lesion_masks",
-    "radiomic_features",
-    "radiomics_exclusions",
-    "radiomics_provenance",
-    "tumor_burden",
-    "subtype_predictions",
-    "survival_view",
-)
-"""The per-cohort scoring path, raw files to subtype predictions and the survival view."""
-
 RESCORE_ASSETS: tuple[str, ...] = (
     "lesion_masks",
     "radiomic_features",
@@ -58,6 +44,9 @@ RESCORE_ASSETS: tuple[str, ...] = (
 )
 """The part of the scoring path that depends on the champion models (U-Nets, classifier):
 what the nightly schedule re-runs. Ingest and preprocessing do not change with the models."""
+
+SCORE_COHORT_ASSETS: tuple[str, ...] = ("raw_cohort", "clinical_records", "preprocessed_volumes", *RESCORE_ASSETS)
+"""The per-cohort scoring path, raw files to subtype predictions and the survival view."""
 
 UNET_ASSETS: tuple[str, ...] = ("unet_model", "unet_champion", "segmentation_metrics")
 """Partitioned by sequence (t1, t1c, t2, flair, stack)."""

@@ -40,7 +40,8 @@ def load_champion(mlflow_resource: MlflowResource, model_name: str):
     partitions_def=cohorts_partitions,
     group_name="masks",
     io_manager_key="table_io_manager",
-    deps=[dg.AssetDep("unet_model", partition_mapping=dg.AllPartitionMapping())],
+    # the champion alias it reads is moved by unet_champion (after the blocking checks on unet_model)
+    deps=[dg.AssetDep("unet_champion", partition_mapping=dg.AllPartitionMapping())],
     kinds={"nifti", "pytorch"},
     description="Whole-tumour masks from the champion U-Net, post-processed and written on each patient's native grid.",
 )
