@@ -1,10 +1,18 @@
-"""Shared fixtures: a temporary data root, and the real cases in ../shared/data."""
+"""Shared fixtures and helpers, written once: a temporary data root, the real cases in ../shared/data,
+and the Dagster helpers (the code location's assets and checks, resources on one data root,
+`materialize`, failure messages, check results by name)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
+import dagster as dg
 import pytest
+
+import gbm_assets
+from gbm_assets.defs.compute import ComputeResource
+from gbm_assets.defs.resources import DataRootResource, MlflowResource, PartitionedParquetIOManager
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
@@ -25,3 +33,67 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("GBM_DATA_ROOT", str(root))
     return root
+
+@lru_cache(maxsize=1)
+def code_location() -> dg.Definitions:
+    """Every definition under `gbm_assets/defs`, loaded as `dg` loads them."""
+    return dg.load_from_defs_folder(path_within_project=Path(gbm_assets.__file__).parent)
+
+
+def assets_and_checks() -> list:
+    defs = code_location()
+    return [*defs.assets, *defs.asset_checks]
+
+
+def resources(root: str | Path) -> dict:
+    """The code location's resources on one data root (nested as there), compute on the local pool."""
+    data_root = DataRootResource(path=str(root))
+    return {
+        "data_root": data_root,
+        "table_io_manager": PartitionedParquetIOManager(data_root=data_root),
+        "mlflow": MlflowResource(data_root=data_root),
+        "compute": ComputeResource(),
+    }
+
+
+def materialize(root, selection, partition=None, *, instance=None, run_config=None, raise_on_error=True, assets=None):
+    """`dg.materialize` of `selection` (asset keys) from the whole code location on data root `root`."""
+    return dg.materialize(
+        assets if assets is not None else assets_and_checks(),
+        selection=selection,
+        partition_key=partition,
+        instance=instance,
+        resources=resources(root),
+        run_config={"ops": run_config or {}},
+        raise_on_error=raise_on_error,
+    )
+
+
+def failure_message(result) -> str:
+    """Every step failure's error of a run, one per line."""
+    return "\n".join(str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure)
+
+
+def checks_by_name(result) -> dict[str, bool]:
+    """{check name: passed} of a run's check evaluations."""
+    return {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+
+
+def check_evaluation(result, name: str):
+    """The evaluation of check `name` in a run (KeyError when it did not run)."""
+    return {c.check_name: c for c in result.get_asset_check_evaluations()}[name]
+
+
+def metadata(result, node: str) -> dict:
+    """{key: value} of the first materialization of `node` in a run."""
+    return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
+
+
+@pytest.fixture
+def instance() -> dg.DagsterInstance:
+    """An ephemeral instance with the `cohorts` partitions registered by `add_cohort`."""
+    return dg.DagsterInstance.ephemeral()
+
+
+def add_cohort(instance: dg.DagsterInstance, *names: str) -> None:
+    instance.add_dynamic_partitions("cohorts", list(names))

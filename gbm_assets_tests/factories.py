@@ -1,7 +1,7 @@
 """Tiny hand-made cohorts on disk, for tests that need a specific (often broken) input.
 
 Volumes are a few voxels wide so every test stays fast; the synthetic generator
-(`gbm_assets.lib.synth`) is used where plausible anatomy matters.
+(`gbm_assets.lib.synth.phantom`) is used where plausible anatomy matters.
 """
 
 from __future__ import annotations

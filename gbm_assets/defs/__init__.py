@@ -1,0 +1,1 @@
+"""The Dagster layer: one folder per pipeline stage (same names as `gbm_assets.lib`), autoloaded by `dg`."""

@@ -61,8 +61,49 @@ REGIONS: Mapping[str, frozenset[int]] = MappingProxyType(
     }
 )
 
+MODEL_INPUTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"t1": ("t1",), "t2": ("t2",), "flair": ("flair",), "t1c": ("t1c",), "stack": ("t1", "t2", "flair")}
+)
+"""2D model input name -> its channels (sequences, in order); `stack` is the study's 3-channel T1/T2/FLAIR input."""
+
+ROI_SOURCES: tuple[str, ...] = ("ground_truth", "predicted")
+"""Whose masks an ROI comes from: the cohort's own labels, or `lesion_masks` (the champion U-Net's)."""
+
 SUBTYPES: tuple[str, ...] = ("Classical", "Mesenchymal", "Proneural", "Neural")
 """Verhaak molecular subtypes, the classifier's classes."""
+
+
+SUBTYPE_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        **{s.lower(): s for s in SUBTYPES},
+        "cl": "Classical", "cla": "Classical", "class": "Classical",
+        "mes": "Mesenchymal", "mesen": "Mesenchymal", "mesench": "Mesenchymal",
+        "pn": "Proneural", "pro": "Proneural", "pron": "Proneural",
+        "ne": "Neural", "neu": "Neural", "neur": "Neural",
+    }
+)  # fmt: skip
+"""Lower-case subtype name or abbreviation -> its `SUBTYPES` spelling."""
+
+MISSING_MARKERS: frozenset[str] = frozenset({"", "na", "n/a", "nan", "none", "null", "[not available]", "[not applicable]", "-"})
+"""Lower-case cell texts that mean "no value" in clinical tables."""
+
+
+def normalise_subtype(label: object) -> str | None:
+    """Map a subtype name or alias (case- and space-insensitive) to its `SUBTYPES` spelling.
+
+    Returns None for a missing value (None, NaN, pd.NA, or a text in `MISSING_MARKERS`).
+
+    Raises:
+        ValueError: any other label; the message names it and the known subtypes.
+    """
+    if label is None or (isinstance(label, float) and label != label) or str(label) == "<NA>":
+        return None
+    key = " ".join(str(label).split()).lower()
+    if key in MISSING_MARKERS:
+        return None
+    if key in SUBTYPE_ALIASES:
+        return SUBTYPE_ALIASES[key]
+    raise ValueError(f"unknown subtype {label!r}; expected one of {', '.join(SUBTYPES)} (or an abbreviation)")
 
 
 class LabelError(ValueError):
@@ -145,6 +186,18 @@ LABEL_SCHEMES: Mapping[str, LabelScheme] = MappingProxyType(
                 "BraTS 2017-2021: 1 necrotic/non-enhancing core, 2 edema, 4 enhancing",
             ),
             LabelScheme(
+                "brats2023",
+                {0: 0, 1: NECROTIC_CORE, 2: EDEMA, 3: ENHANCING},
+                tuple(REGIONS),
+                "BraTS 2023-2024 (GLI, MEN, MET, PED, SSA): 1 NETC non-enhancing core, 2 SNFH edema, 3 ET enhancing",
+            ),
+            LabelScheme(
+                "brats2013",
+                {0: 0, 1: NECROTIC_CORE, 2: EDEMA, 3: NECROTIC_CORE, 4: ENHANCING},
+                tuple(REGIONS),
+                "BraTS 2013-2016: 1 necrosis, 2 edema, 3 non-enhancing tumour, 4 enhancing (3 joins the core)",
+            ),
+            LabelScheme(
                 "msd",
                 {0: 0, 1: EDEMA, 2: NECROTIC_CORE, 3: ENHANCING},
                 tuple(REGIONS),
@@ -169,16 +222,58 @@ LABEL_SCHEMES: Mapping[str, LabelScheme] = MappingProxyType(
 )
 
 
+LABEL_MAP_PREFIX = "map:"
+"""A scheme name `map:<src>=<dst>,...` is an explicit label map (cohort.yaml's `label_map`)."""
+
+
+def label_map_scheme(mapping: Mapping[object, object]) -> str:
+    """The scheme name of an explicit label map: source value -> canonical label (0-3 or a `LABEL_NAMES` name).
+
+    Background 0 -> 0 is added when absent. The name (`map:0=0,1=2,4=3`) travels in tables like
+    any scheme name, and `label_scheme` turns it back into a `LabelScheme`.
+
+    Raises:
+        ValueError: a key that is not a non-negative integer, or a value that is not a canonical label.
+    """
+    by_name = {v: k for k, v in LABEL_NAMES.items()}
+    pairs: dict[int, int] = {0: 0}
+    for src, dst in mapping.items():
+        try:
+            key = int(str(src))
+        except ValueError:
+            raise ValueError(f"label_map key {src!r} is not an integer label value") from None
+        target = by_name.get(str(dst).strip().lower(), dst)
+        if key < 0 or isinstance(target, bool) or not isinstance(target, int) or target not in LABEL_NAMES:
+            raise ValueError(f"label_map {src!r}: {dst!r} is not a canonical label "
+                             f"(0-3 or one of {', '.join(LABEL_NAMES.values())})")  # fmt: skip
+        pairs[key] = target
+    return LABEL_MAP_PREFIX + ",".join(f"{k}={v}" for k, v in sorted(pairs.items()))
+
+
+def _parse_map(name: str) -> LabelScheme:
+    try:
+        mapping = {int(k): int(v) for k, v in (p.split("=") for p in name[len(LABEL_MAP_PREFIX):].split(","))}
+    except ValueError:
+        raise KeyError(f"malformed label map scheme {name!r}; expected 'map:<value>=<label>,...'") from None
+    if any(v not in LABEL_NAMES for v in mapping.values()) or any(k < 0 for k in mapping):
+        raise KeyError(f"label map scheme {name!r} maps to a value outside the canonical labels 0-3")
+    present = set(mapping.values())
+    regions = tuple(r for r, labels in REGIONS.items() if labels & present)
+    return LabelScheme(name, MappingProxyType(mapping), regions, f"explicit label map {name[len(LABEL_MAP_PREFIX):]}")
+
+
 def label_scheme(name: str) -> LabelScheme:
-    """Look up a label scheme by name.
+    """Look up a label scheme by name (a key of `LABEL_SCHEMES`, or an explicit `map:...` name).
 
     Raises:
         KeyError: unknown scheme; the message lists the known ones.
     """
+    if name.startswith(LABEL_MAP_PREFIX):
+        return _parse_map(name)
     try:
         return LABEL_SCHEMES[name]
     except KeyError:
-        raise KeyError(f"unknown label scheme {name!r}; known: {', '.join(LABEL_SCHEMES)}") from None
+        raise KeyError(f"unknown label scheme {name!r}; known: {', '.join(LABEL_SCHEMES)} (or a label_map)") from None
 
 
 def to_canonical(mask: np.ndarray, scheme: str, source: str = "<array>") -> np.ndarray:

@@ -45,10 +45,14 @@ class DataRoot:
     root: Path
 
     @classmethod
+    def at(cls, root: str | os.PathLike[str]) -> "DataRoot":
+        """The data root at `root`, made absolute."""
+        return cls(Path(root).expanduser().resolve())
+
+    @classmethod
     def from_env(cls, root: str | os.PathLike[str] | None = None) -> "DataRoot":
-        """The data root given, else `$GBM_DATA_ROOT`, else `./data`; made absolute."""
-        chosen = root if root is not None else os.environ.get("GBM_DATA_ROOT", DEFAULT_DATA_ROOT)
-        return cls(Path(chosen).expanduser().resolve())
+        """For the command line: the data root given, else `$GBM_DATA_ROOT`, else `./data`."""
+        return cls.at(root if root is not None else os.environ.get("GBM_DATA_ROOT", DEFAULT_DATA_ROOT))
 
     @property
     def cohorts_dir(self) -> Path:
@@ -78,15 +82,3 @@ class DataRoot:
     @property
     def warehouse(self) -> Path:
         return self.root / "warehouse.duckdb"
-
-    @property
-    def mlflow_db(self) -> Path:
-        return self.root / "mlflow.db"
-
-    @property
-    def mlflow_tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_db}"
-
-    @property
-    def mlflow_artifacts(self) -> Path:
-        return self.root / "mlartifacts"

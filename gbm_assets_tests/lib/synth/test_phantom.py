@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from gbm_assets.lib.contract import SEQUENCES, SUBTYPES
-from gbm_assets.lib.paths import CohortNameError
-from gbm_assets.lib.synth import CLINICAL_COLUMNS, SynthOptions, synth_affine, synth_patient, write_cohort
-from gbm_assets.lib.synth_anatomy import CSF, GM, WM
+from gbm_assets.lib.store.paths import CohortNameError
+from gbm_assets.lib.synth.phantom import CLINICAL_COLUMNS, SynthOptions, synth_affine, synth_patient, write_cohort
+from gbm_assets.lib.synth.anatomy import CSF, GM, WM
 
 # Same field of view as the default (192 x 192 x 160 mm), 8x fewer voxels: fast tests.
 SMALL = SynthOptions(shape=(64, 64, 32), spacing=(3.0, 3.0, 5.0))

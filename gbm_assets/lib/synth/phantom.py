@@ -27,7 +27,6 @@ Not a simulator of MR physics: relative intensities are rough literature values.
 from __future__ import annotations
 
 import gzip
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 from gbm_assets.lib.contract import SEQUENCES, SUBTYPES
-from gbm_assets.lib.paths import validate_cohort_name
-from gbm_assets.lib.synth_anatomy import (
+from gbm_assets.lib.store.files import write_bytes_atomic
+from gbm_assets.lib.store.paths import validate_cohort_name
+from gbm_assets.lib.synth.anatomy import (
     CANONICAL_OF_CLASS, Grid, brain_tissues, grow_tumour, render, tumour_centre,
 )
 
@@ -193,12 +193,6 @@ def nifti_bytes(array: np.ndarray, affine: np.ndarray) -> bytes:
     return gzip.compress(img.to_bytes(), compresslevel=4, mtime=0)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_cohort(cohorts_dir: Path, cohort: str, n_patients: int, seed: int,
                  options: SynthOptions = SynthOptions()) -> Path:
     """Write `n_patients` synthetic patients to `<cohorts_dir>/<cohort>/` (BraTS 2021 naming,
@@ -228,10 +222,10 @@ def write_cohort(cohorts_dir: Path, cohort: str, n_patients: int, seed: int,
         out = folder / pid
         out.mkdir(exist_ok=True)
         for seq, image in patient.images.items():
-            _write_atomic(out / f"{pid}_{BRATS_SUFFIX[seq]}.nii.gz", nifti_bytes(image, patient.affine))
-        _write_atomic(out / f"{pid}_seg.nii.gz", nifti_bytes(brats_lut[patient.labels], patient.affine))
+            write_bytes_atomic(out / f"{pid}_{BRATS_SUFFIX[seq]}.nii.gz", nifti_bytes(image, patient.affine))
+        write_bytes_atomic(out / f"{pid}_seg.nii.gz", nifti_bytes(brats_lut[patient.labels], patient.affine))
         rows.append((pid, patient.subtype, patient.params["survival_months"], patient.params["idh_status"],
                      patient.params["age"]))
     table = pd.DataFrame(rows, columns=list(CLINICAL_COLUMNS))
-    _write_atomic(folder / "clinical.csv", table.to_csv(index=False, float_format="%.1f", lineterminator="\n").encode())
+    write_bytes_atomic(folder / "clinical.csv", table.to_csv(index=False, float_format="%.1f", lineterminator="\n").encode())
     return folder

@@ -1,9 +1,9 @@
 import pytest
 
-from gbm_assets.lib.clinical import DAYS_PER_MONTH, clinical_source, normalise_clinical, read_table
-from gbm_assets.lib.layouts.mapped import read_cohort_yaml
-from gbm_assets.lib.real_cohort import assemble_real_cohort
-from gbm_assets.lib.validate import validate_cohort
+from gbm_assets.lib.ingest.clinical import DAYS_PER_MONTH, clinical_source, normalise_clinical, read_table
+from gbm_assets.lib.ingest.layouts.mapped import read_cohort_yaml
+from gbm_assets.lib.synth.real import assemble_real_cohort
+from gbm_assets.lib.ingest.validate import validate_cohort
 from gbm_assets_tests.conftest import SHARED_DATA, shared_case
 
 

@@ -1,4 +1,4 @@
-"""Geometry and signal model behind `gbm_assets.lib.synth`: brain tissues, tumour, MRI contrasts.
+"""Geometry and signal model behind `gbm_assets.lib.synth.phantom`: brain tissues, tumour, MRI contrasts.
 
 Everything here works on a voxel grid in RAS voxel order (axis 0 left->right, axis 1
 posterior->anterior, axis 2 inferior->superior) and in *nominal millimetres*: physical

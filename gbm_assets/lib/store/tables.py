@@ -1,29 +1,25 @@
 """Tables on disk: one Parquet file per table and partition, written atomically.
 
 A reader (DuckDB, pandas, another run) sees either the old file or the new one, never a half
-written file: we write `<name>.parquet.tmp-<pid>` beside the target and `os.replace` it.
+written file: `gbm_assets.lib.store.files.write_atomic` writes a hidden temp file beside the target
+and renames it.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from gbm_assets.lib.store.files import write_atomic
+
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> Path:
-    """Write `df` to `path` atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write `df` to `path` atomically (hidden temp file in the same folder, then rename)."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    return write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_parquet(path: Path) -> pd.DataFrame:

@@ -17,16 +17,16 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from gbm_assets.defs.automation.jobs import (
+from gbm_assets.defs.jobs import (
     CLASSIFIER_ASSETS,
+    SPLIT_ASSETS,
     RESCORE_ASSETS,
     SCORE_COHORT_ASSETS,
     SCORE_COHORT_JOB,
     TRAIN_MODELS_JOB,
     UNET_ASSETS,
 )
-from gbm_assets.defs.automation.sensors import partitions_in_progress
-from gbm_assets.defs.partitions import COHORTS
+from gbm_assets.defs.partitions import COHORTS, partitions_in_progress
 from gbm_assets.defs.resources import DataRootResource
 
 
@@ -95,6 +95,7 @@ def weekly_retrain_schedule(context: dg.ScheduleEvaluationContext) -> Iterator[d
     classifier = _keys_in_repository(context, CLASSIFIER_ASSETS)
     if unet:
         partitions_def = context.repository_def.assets_defs_by_key[unet[0]].partitions_def
+        unet = _keys_in_repository(context, SPLIT_ASSETS) + unet  # the split check gates every U-Net run
         for sequence in partitions_def.get_partition_keys() if partitions_def else [None]:
             yield dg.RunRequest(
                 partition_key=sequence,

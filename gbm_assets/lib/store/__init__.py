@@ -1,0 +1,1 @@
+"""Storage under one data root: paths, Parquet tables, the DuckDB warehouse, MLflow tracking, figures."""
