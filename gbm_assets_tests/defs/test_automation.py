@@ -1,4 +1,8 @@
-"""The cohort inbox sensor, the jobs and the schedules, evaluated against an ephemeral instance."""
+"""The cohort inbox sensor, the jobs and the schedules, evaluated against an ephemeral instance.
+
+The jobs select assets by name, so a Definitions object that holds them must define every
+named asset: the tests use the real ingest assets plus do-nothing stubs for the rest.
+"""
 
 import shutil
 from datetime import datetime, timezone
@@ -6,28 +10,62 @@ from datetime import datetime, timezone
 import dagster as dg
 import pytest
 
-from gbm_assets.defs import automation, ingest
-from gbm_assets.defs.automation import jobs as automation_jobs
-from gbm_assets.defs.partitions import COHORTS, cohorts_partitions
-from gbm_assets.defs.resources import DataRootResource, PartitionedParquetIOManager
-from gbm_assets.lib.inbox import READY, InboxCursor
+from gbm_assets.defs import conditions, jobs as automation_jobs, schedules, sensors
+from gbm_assets.defs.ingest import assets as ingest_assets, checks as ingest_checks, sensors as ingest_sensors
+from gbm_assets.defs.partitions import COHORTS, cohorts_partitions, model_inputs_partitions
+from gbm_assets.defs.resources import DataRootResource
+from gbm_assets.lib.ingest.inbox import READY, InboxCursor
+from gbm_assets_tests.conftest import code_location, resources
 from gbm_assets_tests.factories import write_brats_cohort
 
 NIGHT = datetime(2026, 3, 4, 2, 0, tzinfo=timezone.utc)
+INGEST_ASSETS = [ingest_assets.raw_cohort, ingest_assets.clinical_records]
+INGEST_CHECKS = [v for v in vars(ingest_checks).values() if isinstance(v, dg.AssetChecksDefinition)]
+
+
+def stub(name, partitions_def=cohorts_partitions, deps=()):
+    @dg.asset(name=name, partitions_def=partitions_def, deps=list(deps))
+    def _stub() -> None:
+        return None
+
+    return _stub
+
+
+RADIOMICS_OUTPUTS = ("radiomic_features", "radiomic_features_wide", "radiomics_exclusions", "radiomics_provenance")
+
+
+@dg.multi_asset(specs=[dg.AssetSpec(k, partitions_def=cohorts_partitions) for k in RADIOMICS_OUTPUTS], can_subset=False)
+def radiomics_stub():
+    for key in RADIOMICS_OUTPUTS:
+        yield dg.MaterializeResult(asset_key=key)
+
+
+def stubs_for_the_rest() -> list:
+    """Stubs for every asset the jobs name besides the ingest assets."""
+    cohort_stubs = [stub(n) for n in automation_jobs.SCORE_COHORT_ASSETS
+                    if n not in automation_jobs.INGEST_ASSETS and n not in RADIOMICS_OUTPUTS]  # fmt: skip
+    splits = [stub(n, None) for n in automation_jobs.SPLIT_ASSETS]
+    unet = [stub(n, model_inputs_partitions) for n in automation_jobs.UNET_ASSETS]
+    classifier = [stub(n, None) for n in automation_jobs.CLASSIFIER_ASSETS]
+    return [*cohort_stubs, radiomics_stub, *splits, *unet, *classifier]
 
 
 def build_defs(data_root, assets=None, checks=None):
-    assets = list(ingest.assets if assets is None else assets)
+    assets = list(INGEST_ASSETS + stubs_for_the_rest() if assets is None else assets)
     return dg.Definitions(
         assets=assets,
-        asset_checks=list(ingest.checks if checks is None else checks),
-        jobs=automation.build_jobs(assets),
-        sensors=automation.sensors,
-        schedules=automation.schedules,
-        resources={
-            "data_root": DataRootResource(path=str(data_root)),
-            "table_io_manager": PartitionedParquetIOManager(data_root=str(data_root)),
-        },
+        asset_checks=list(INGEST_CHECKS if checks is None else checks),
+        jobs=[automation_jobs.ingest_job, automation_jobs.score_cohort_job, automation_jobs.train_models_job],
+        sensors=[ingest_sensors.new_cohort_sensor, sensors.automation_conditions_sensor],
+        schedules=[schedules.nightly_rescore_schedule, schedules.weekly_retrain_schedule],
+        resources=resources(data_root),
+    )
+
+
+def score(inbox, partition, **kwargs):
+    """Run the ingest part of `score_cohort_job` (the other assets are stubs here)."""
+    return inbox.defs.resolve_job_def("score_cohort_job").execute_in_process(
+        partition_key=partition, instance=inbox.instance, asset_selection=[dg.AssetKey(k) for k in automation_jobs.INGEST_ASSETS], **kwargs
     )
 
 
@@ -168,9 +206,7 @@ def test_removed_cohort_keeps_its_partition_and_its_run_fails_clearly(inbox):
     shutil.rmtree(inbox.root / "cohorts" / "alpha")
     assert inbox.tick().run_requests == []
     assert inbox.instance.get_dynamic_partitions(COHORTS) == ["alpha"]
-    result = inbox.defs.resolve_job_def("score_cohort_job").execute_in_process(
-        partition_key="alpha", instance=inbox.instance, raise_on_error=False
-    )
+    result = score(inbox, "alpha", raise_on_error=False)
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "does not exist" in str(failure.event_specific_data.error)
 
@@ -178,25 +214,23 @@ def test_removed_cohort_keeps_its_partition_and_its_run_fails_clearly(inbox):
 def test_requested_run_scores_the_cohort(inbox):
     inbox.drop("alpha", patients=2)
     [request] = inbox.tick().run_requests
-    result = inbox.defs.resolve_job_def("score_cohort_job").execute_in_process(
-        partition_key=request.partition_key, instance=inbox.instance, tags=request.tags
-    )
+    result = score(inbox, request.partition_key, tags=request.tags)
     assert result.success
     assert result.asset_materializations_for_node("raw_cohort")[0].metadata["valid_patients"].value == 2
 
 
-def test_jobs_cover_the_keys_that_exist(data_root):
-    defs = build_defs(data_root)
-    score = defs.resolve_job_def("score_cohort_job")
-    assert score.partitions_def == cohorts_partitions
-    assert {k.to_user_string() for k in score.asset_layer.selected_asset_keys} == {"raw_cohort", "clinical_records"}
-    assert defs.resolve_job_def("train_models_job") is not None  # empty until training assets land
-    assert "preprocessed_volumes" in automation.missing_keys(ingest.assets)
+def test_jobs_select_their_assets_in_the_code_location():
+    defs = code_location()
+    score_job = defs.resolve_job_def("score_cohort_job")
+    assert score_job.partitions_def == cohorts_partitions
+    assert {k.to_user_string() for k in score_job.asset_layer.selected_asset_keys} >= set(automation_jobs.SCORE_COHORT_ASSETS)
+    assert {k.to_user_string() for k in defs.resolve_job_def("ingest_job").asset_layer.selected_asset_keys} == {"raw_cohort", "clinical_records"}
+    assert defs.resolve_job_def("train_models_job").partitions_def == model_inputs_partitions
     assert all(k in automation_jobs.SCORE_COHORT_ASSETS for k in automation_jobs.RESCORE_ASSETS)
 
 
-def test_sensors_and_rescore_are_on_by_default_and_retraining_is_off(data_root):
-    defs = build_defs(data_root)
+def test_sensors_and_rescore_are_on_by_default_and_retraining_is_off():
+    defs = code_location()
     assert defs.resolve_sensor_def("new_cohort_sensor").default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.resolve_sensor_def("automation_conditions_sensor").default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.resolve_schedule_def("nightly_rescore_schedule").default_status == dg.DefaultScheduleStatus.RUNNING
@@ -205,14 +239,6 @@ def test_sensors_and_rescore_are_on_by_default_and_retraining_is_off(data_root):
 
 
 # Schedules ------------------------------------------------------------------------------------
-
-
-def stub(name, partitions_def=cohorts_partitions, deps=()):
-    @dg.asset(name=name, partitions_def=partitions_def, deps=list(deps))
-    def _stub() -> None:
-        return None
-
-    return _stub
 
 
 def evaluate(defs, name, instance, data_root):
@@ -232,7 +258,7 @@ def test_nightly_rescore_requests_one_run_per_registered_cohort(inbox):
     result = evaluate(inbox.defs, "nightly_rescore_schedule", inbox.instance, inbox.root)
     assert sorted(r.partition_key for r in result.run_requests) == ["alpha", "beta"]  # "gone" is skipped
     assert {r.run_key for r in result.run_requests} == {"alpha:2026-03-04T02:00", "beta:2026-03-04T02:00"}
-    assert all(r.asset_selection is None for r in result.run_requests)  # no model assets yet: whole path
+    assert all(r.asset_selection is None for r in result.run_requests)  # nothing materialized yet: whole path
 
 
 def test_nightly_rescore_with_no_cohorts_skips(inbox):
@@ -240,18 +266,9 @@ def test_nightly_rescore_with_no_cohorts_skips(inbox):
     assert result.run_requests == [] and "no cohort" in result.skip_message
 
 
-RADIOMICS_OUTPUTS = ("radiomic_features", "radiomic_features_wide", "radiomics_exclusions", "radiomics_provenance")
-
-
-@dg.multi_asset(specs=[dg.AssetSpec(k, partitions_def=cohorts_partitions) for k in RADIOMICS_OUTPUTS], can_subset=False)
-def radiomics_stub():
-    for key in RADIOMICS_OUTPUTS:
-        yield dg.MaterializeResult(asset_key=key)
-
-
 def test_nightly_rescore_reruns_only_model_assets_where_inputs_exist(data_root, instance):
     names = automation_jobs.SCORE_COHORT_ASSETS
-    assets = [stub(n) for n in names if n not in RADIOMICS_OUTPUTS] + [radiomics_stub]
+    assets = stubs_for_the_rest() + [stub(n) for n in automation_jobs.INGEST_ASSETS]
     defs = build_defs(data_root, assets=assets, checks=[])
     score_keys = defs.resolve_job_def("score_cohort_job").asset_layer.selected_asset_keys
     assert dg.AssetKey("radiomic_features_wide") in score_keys  # a multi-asset runs whole
@@ -270,12 +287,17 @@ def test_nightly_rescore_reruns_only_model_assets_where_inputs_exist(data_root, 
 def test_weekly_retrain_requests_one_run_per_sequence_and_one_for_the_classifier(data_root, instance):
     sequences = dg.StaticPartitionsDefinition(["t1", "t1c", "t2", "flair", "stack"])
     assets = [
-        *ingest.assets,
-        stub("unet_model", sequences),
+        *INGEST_ASSETS,
+        *(stub(n) for n in automation_jobs.SCORE_COHORT_ASSETS if n not in automation_jobs.INGEST_ASSETS and n not in RADIOMICS_OUTPUTS),
+        radiomics_stub,
+        stub("training_splits", None),
+        stub("unet_model", sequences, deps=["training_splits"]),
         stub("unet_champion", sequences, deps=["unet_model"]),
         stub("segmentation_metrics", sequences, deps=["unet_model"]),
         stub("subtype_training_table", None),
         stub("subtype_classifier", None, deps=["subtype_training_table"]),
+        stub("subtype_champion", None, deps=["subtype_classifier"]),
+        stub("survival_model", None),
     ]
     defs = build_defs(data_root, assets=assets)
     assert defs.resolve_job_def("train_models_job").partitions_def == sequences
@@ -284,13 +306,23 @@ def test_weekly_retrain_requests_one_run_per_sequence_and_one_for_the_classifier
     assert sorted(r.partition_key for r in result.run_requests if r.partition_key) == sorted(sequences.get_partition_keys())
     classifier = by_key["classifier:2026-03-04T02:00"]
     assert classifier.partition_key is None
-    assert [k.to_user_string() for k in classifier.asset_selection] == ["subtype_training_table", "subtype_classifier"]
+    assert [k.to_user_string() for k in classifier.asset_selection] == ["subtype_training_table", "subtype_classifier", "subtype_champion",
+                                                                        "survival_model"]
     unet_t1 = by_key["unet:t1:2026-03-04T02:00"]
-    assert [k.to_user_string() for k in unet_t1.asset_selection] == ["unet_model", "unet_champion", "segmentation_metrics"]
+    assert [k.to_user_string() for k in unet_t1.asset_selection] == ["training_splits", "unet_model", "unet_champion", "segmentation_metrics"]
 
 
-def test_weekly_retrain_without_training_assets_skips(inbox):
-    result = evaluate(inbox.defs, "weekly_retrain_schedule", inbox.instance, inbox.root)
+def test_weekly_retrain_without_training_assets_skips(data_root, instance):
+    @dg.op
+    def nothing() -> None:
+        return None
+
+    @dg.job(name="train_models_job")
+    def placeholder():  # the schedule's target exists; no training asset does
+        nothing()
+
+    defs = dg.Definitions(assets=INGEST_ASSETS, jobs=[placeholder], schedules=[schedules.weekly_retrain_schedule], resources=resources(data_root))
+    result = evaluate(defs, "weekly_retrain_schedule", instance, data_root)
     assert result.run_requests == [] and "no training assets" in result.skip_message
 
 
@@ -301,7 +333,7 @@ def test_eager_except_models_follows_cohort_inputs_but_not_a_retrained_model(ins
     cohort_input = stub("cohort_input")
     model = stub("subtype_classifier", None)
 
-    @dg.asset(partitions_def=cohorts_partitions, deps=[cohort_input, model], automation_condition=automation.EAGER_EXCEPT_MODELS)
+    @dg.asset(partitions_def=cohorts_partitions, deps=[cohort_input, model], automation_condition=conditions.EAGER_EXCEPT_MODELS)
     def follower() -> None:
         return None
 
@@ -315,3 +347,14 @@ def test_eager_except_models_follows_cohort_inputs_but_not_a_retrained_model(ins
     dg.materialize([cohort_input], partition_key="c1", instance=instance)
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=result.cursor)
     assert result.get_requested_partitions(dg.AssetKey("follower")) == {"c1"}
+
+
+def test_escaping_cohort_yaml_is_not_ingested_silently(inbox, capsys):
+    folder = inbox.drop("escape")
+    (folder / "cohort.yaml").write_text('patients: "../other_cohort/*"\nsequences: {t1: "*_t1.nii.gz"}\n')
+    [request] = inbox.tick().run_requests
+    assert "leaves the cohort folder" in request.tags["gbm/inbox_problem"]
+    assert "cohort folder 'escape' is not scored" in capsys.readouterr().err
+    result = score(inbox, "escape", raise_on_error=False, tags=request.tags)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "cohort 'escape'" in str(failure.event_specific_data.error) and "patients glob '../other_cohort/*'" in str(failure.event_specific_data.error)

@@ -1,15 +1,14 @@
 """Checks on the raw cohort assets, per cohort partition. Named as predicates."""
 
 
-import pandas as pd
 import dagster as dg
+import pandas as pd
 
-from gbm_assets.defs.ingest.assets import clinical_records, raw_cohort
 from gbm_assets.defs.partitions import cohorts_partitions
-from gbm_assets.lib.validate import problems_markdown
+from gbm_assets.lib.ingest.validate import problems_markdown
 
 
-@dg.asset_check(asset=raw_cohort, partitions_def=cohorts_partitions, description="Every patient has all sequences, readable and consistent.")
+@dg.asset_check(asset="raw_cohort", partitions_def=cohorts_partitions, description="Every patient passed validation: at least one sequence (and every expected one), readable and consistent.")
 def raw_cohort_patients_complete(raw_cohort: pd.DataFrame) -> dg.AssetCheckResult:
     excluded = raw_cohort[raw_cohort["status"] != "ok"]
     return dg.AssetCheckResult(
@@ -23,7 +22,7 @@ def raw_cohort_patients_complete(raw_cohort: pd.DataFrame) -> dg.AssetCheckResul
     )
 
 
-@dg.asset_check(asset=raw_cohort, partitions_def=cohorts_partitions, description="No patient id appears twice in the cohort.")
+@dg.asset_check(asset="raw_cohort", partitions_def=cohorts_partitions, description="No patient id appears twice in the cohort.")
 def raw_cohort_patient_ids_unique(raw_cohort: pd.DataFrame) -> dg.AssetCheckResult:
     duplicated = sorted(set(raw_cohort.loc[raw_cohort["patient_id"].duplicated(), "patient_id"]))
     return dg.AssetCheckResult(
@@ -33,7 +32,28 @@ def raw_cohort_patient_ids_unique(raw_cohort: pd.DataFrame) -> dg.AssetCheckResu
 
 
 @dg.asset_check(
-    asset=clinical_records,
+    asset="raw_cohort",
+    partitions_def=cohorts_partitions,
+    description="No two patients carry identical images (the same image content hash under two ids). Time points "
+    "of one subject (a longitudinal cohort, or ids declared under `subject_ids`) share a subject, not images.",
+)
+def raw_cohort_images_unique(raw_cohort: pd.DataFrame) -> dg.AssetCheckResult:
+    known = raw_cohort[raw_cohort["image_sha256"].notna() & (raw_cohort["image_sha256"].astype(str) != "")]
+    shared = known[known["image_sha256"].duplicated(keep=False)]
+    groups = {h: sorted(g["patient_id"]) for h, g in shared.groupby("image_sha256")}
+    return dg.AssetCheckResult(
+        passed=not groups,
+        metadata={
+            "patients_with_images": len(known),
+            "subjects": int(raw_cohort["subject_id"].nunique()),
+            "patients_with_identical_images": dg.MetadataValue.json({str(h)[:16]: p for h, p in list(groups.items())[:100]}),
+        },
+        description=None if not groups else "; ".join(f"{', '.join(p)} have identical images ({str(h)[:16]})" for h, p in list(groups.items())[:10]),
+    )
+
+
+@dg.asset_check(
+    asset="clinical_records",
     partitions_def=cohorts_partitions,
     additional_ins={"raw_cohort": dg.AssetIn("raw_cohort")},
     description="Every imaged patient has a clinical row.",

@@ -5,7 +5,7 @@ survival_months, idh_status, age` (the synthetic generator writes exactly that).
 `cohort.yaml` may describe any other table under `clinical:`::
 
     clinical:
-      path: /data/xena/TCGA.GBM.sampleMap-GBM_clinicalMatrix   # relative to the cohort folder, or absolute
+      path: xena/TCGA.GBM.sampleMap-GBM_clinicalMatrix   # relative to the cohort folder
       separator: "\\t"                  # default: tab for .tsv/.txt/no extension, comma otherwise
       patient_id_pattern: "^(TCGA-\\d\\d-\\d{4})"   # first group = patient id (trims sample suffixes)
       columns:                           # our name: the table's column
@@ -17,6 +17,11 @@ survival_months, idh_status, age` (the synthetic generator writes exactly that).
         vital_status: vital_status
       survival_unit: days                # days or months
 
+The table must resolve (symlinks followed) inside the cohort folder, or inside a directory the
+operator allows (`allowed`; see `gbm_assets.lib.ingest.confine`). Values are never silently
+coerced: an unparseable number (survival "abc", age "x") or an unknown subtype / IDH / vital
+status is an error naming the file, the column and the patients.
+
 Output columns (CLINICAL_COLUMNS): cohort, patient_id, subtype (one of contract.SUBTYPES or
 missing), survival_months, event (True = death observed, False = censored, missing =
 unknown), idh_status (`mutant` / `wildtype` / missing), age (years).
@@ -25,25 +30,20 @@ unknown), idh_status (`mutant` / `wildtype` / missing), age (years).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from gbm_assets.lib.contract import SUBTYPES
+from gbm_assets.lib.contract import MISSING_MARKERS, normalise_subtype
+from gbm_assets.lib.ingest.confine import OutsideCohortError, check_pattern, confine
 
 DAYS_PER_MONTH = 30.44
 CLINICAL_COLUMNS = ["cohort", "patient_id", "subtype", "survival_months", "event", "idh_status", "age"]
 REQUIRED = ("patient_id", "subtype")
 
-_SUBTYPE_ALIASES = {
-    **{s.lower(): s for s in SUBTYPES},
-    "cl": "Classical", "cla": "Classical", "class": "Classical",
-    "mes": "Mesenchymal", "mesen": "Mesenchymal", "mesench": "Mesenchymal",
-    "pn": "Proneural", "pro": "Proneural", "pron": "Proneural",
-    "ne": "Neural", "neu": "Neural", "neur": "Neural",
-}  # fmt: skip
 _IDH_ALIASES = {
     "mutant": "mutant", "mut": "mutant", "idh-mutant": "mutant", "idh mutant": "mutant", "mutated": "mutant",
     "g-cimp": "mutant", "gcimp": "mutant", "positive": "mutant",
@@ -51,7 +51,7 @@ _IDH_ALIASES = {
     "idh-wildtype": "wildtype", "non g-cimp": "wildtype", "non-g-cimp": "wildtype", "negative": "wildtype",
 }  # fmt: skip
 _EVENT_ALIASES = {"deceased": True, "dead": True, "1": True, "true": True, "living": False, "alive": False, "0": False, "false": False}
-_MISSING = {"", "na", "n/a", "nan", "none", "null", "[not available]", "[not applicable]", "-"}
+_MISSING = MISSING_MARKERS
 
 
 class ClinicalTableError(ValueError):
@@ -59,7 +59,7 @@ class ClinicalTableError(ValueError):
 
 
 def _normalise(values: pd.Series, aliases: dict, what: str, ids: pd.Series, source: str) -> pd.Series:
-    text = values.astype("string").str.strip().str.lower()
+    text = values.astype("string").str.strip().str.lower().str.replace(r"\s+", " ", regex=True)
     missing = text.isna() | text.isin(_MISSING)
     mapped = text.map(lambda v: aliases.get(v) if isinstance(v, str) else None)
     unknown = ~missing & mapped.isna()
@@ -68,6 +68,22 @@ def _normalise(values: pd.Series, aliases: dict, what: str, ids: pd.Series, sour
         who = ", ".join(ids[unknown].astype(str).head(5))
         raise ClinicalTableError(f"{source}: unknown {what} {found} for patient(s) {who}")
     return mapped.where(~missing, None).astype(object)
+
+
+def _subtypes(values: pd.Series, ids: pd.Series, source: str) -> pd.Series:
+    """`contract.normalise_subtype` on every value; unknown ones raise, naming values and patients."""
+    out, unknown = [], []
+    for value, pid in zip(values, ids):
+        try:
+            out.append(normalise_subtype(value))
+        except ValueError:
+            out.append(None)
+            unknown.append((str(value), str(pid)))
+    if unknown:
+        found = sorted({v for v, _ in unknown})
+        who = ", ".join(p for _, p in unknown[:5])
+        raise ClinicalTableError(f"{source}: unknown subtype {found} for patient(s) {who}")
+    return pd.Series(out, index=values.index, dtype=object)
 
 
 def read_table(path: Path, separator: str | None = None) -> pd.DataFrame:
@@ -89,8 +105,9 @@ def normalise_clinical(raw: pd.DataFrame, cohort: str, source: str, spec: dict[s
         spec: the `clinical:` mapping of cohort.yaml (columns, survival_unit, patient_id_pattern).
 
     Raises:
-        ClinicalTableError: a required column is missing, or a subtype / IDH / vital status
-            value is not recognised (the message lists the values and patients).
+        ClinicalTableError: a required column is missing, a subtype / IDH / vital status
+            value is not recognised, or a survival / age value is not a number (the message
+            names the file, the column, the values and the patients).
     """
     spec = spec or {}
     columns = {"patient_id": "patient_id", "subtype": "subtype", "idh_status": "idh_status", "age": "age"}
@@ -112,13 +129,20 @@ def normalise_clinical(raw: pd.DataFrame, cohort: str, source: str, spec: dict[s
         extracted = ids.str.extract(re.compile(pattern), expand=False)
         ids = extracted.iloc[:, 0] if isinstance(extracted, pd.DataFrame) else extracted
     out = pd.DataFrame({"cohort": cohort, "patient_id": ids})
-    out["subtype"] = _normalise(raw[columns["subtype"]], _SUBTYPE_ALIASES, "subtype", ids, source)
+    out["subtype"] = _subtypes(raw[columns["subtype"]], ids, source)
 
     def numeric(name: str) -> pd.Series:
         col = columns.get(name)
         if col not in raw.columns:
             return pd.Series(np.nan, index=raw.index, dtype=float)
-        return pd.to_numeric(raw[col].where(~raw[col].str.strip().str.lower().isin(_MISSING)), errors="coerce")
+        text = raw[col].astype("string").str.strip()
+        missing = text.isna() | text.str.lower().isin(_MISSING)
+        values = pd.to_numeric(text.where(~missing), errors="coerce")
+        bad = ~missing & (values.isna() | ~np.isfinite(values.astype(float)))
+        if bad.any():
+            shown = ", ".join(f"{pid} ({text[i]!r})" for i, pid in ids[bad].head(5).items())
+            raise ClinicalTableError(f"{source}: column {col!r} ({name}) is not a number for patient(s) {shown}")
+        return values.astype(float)
 
     survival = numeric("survival")
     out["survival_months"] = survival / DAYS_PER_MONTH if unit == "days" else survival
@@ -136,22 +160,38 @@ def normalise_clinical(raw: pd.DataFrame, cohort: str, source: str, spec: dict[s
     return out.drop_duplicates("patient_id", keep="first").reset_index(drop=True)[CLINICAL_COLUMNS]
 
 
-def clinical_source(cohort_dir: Path, spec: dict[str, Any] | None) -> tuple[Path | None, dict[str, Any]]:
+def clinical_source(
+    cohort_dir: Path, spec: dict[str, Any] | None, allowed: Sequence[Path] = ()
+) -> tuple[Path | None, dict[str, Any]]:
     """Where the cohort's clinical table is: (path or None when the cohort has none, spec).
 
+    Args:
+        allowed: directories outside the cohort folder the table may resolve into (the
+            operator's allowance). A relative `path` is relative to the cohort folder; an
+            absolute one is accepted only inside an allowed directory.
+
     Raises:
-        ClinicalTableError: cohort.yaml names a table that does not exist.
+        ClinicalTableError: `clinical` is not a mapping, or the table does not exist or lies
+            outside the cohort folder and every allowed directory (the message names it).
     """
+    if spec is not None and not isinstance(spec, dict):
+        raise ClinicalTableError(f"{cohort_dir / 'cohort.yaml'}: 'clinical' must be a mapping, not {type(spec).__name__}")
     spec = dict(spec or {})
-    if "path" in spec:
-        path = Path(str(spec["path"])).expanduser()
-        path = path if path.is_absolute() else cohort_dir / path
-        if not path.is_file():
-            raise ClinicalTableError(f"{cohort_dir / 'cohort.yaml'}: clinical table {path} does not exist")
-        return path, spec
-    for name in ("clinical.csv", "clinical.tsv"):
-        if (cohort_dir / name).is_file():
-            return cohort_dir / name, spec
+    where = cohort_dir / "cohort.yaml"
+    try:
+        if "path" in spec:
+            path = Path(str(spec["path"])).expanduser()
+            if not (path.is_absolute() and allowed):
+                path = cohort_dir / check_pattern(str(spec["path"]), str(where), "clinical.path")
+            confine(path, cohort_dir, allowed, what="clinical table")
+            if not path.is_file():
+                raise ClinicalTableError(f"{where}: clinical table {path} does not exist")
+            return path, spec
+        for name in ("clinical.csv", "clinical.tsv"):
+            if (cohort_dir / name).is_file():
+                return confine(cohort_dir / name, cohort_dir, allowed, what="clinical table"), spec
+    except OutsideCohortError as exc:
+        raise ClinicalTableError(f"{where}: {exc}" if str(where) not in str(exc) else str(exc)) from None
     return None, spec
 
 

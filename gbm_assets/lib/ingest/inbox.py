@@ -25,12 +25,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gbm_assets.lib.layouts import LayoutError, reader_for
-from gbm_assets.lib.paths import CohortNameError, validate_cohort_name
+from gbm_assets.lib.ingest.clinical import ClinicalTableError, clinical_source
+from gbm_assets.lib.ingest.layouts import LayoutError, reader_for
+from gbm_assets.lib.ingest.layouts.mapped import read_cohort_yaml
+from gbm_assets.lib.store.paths import CohortNameError, validate_cohort_name
 
 READY = "READY"
 """Name of the completion marker, written last into a cohort folder."""
@@ -146,20 +148,23 @@ def fingerprint(cohort_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def precheck(cohort_dir: Path) -> str | None:
-    """Why the folder cannot be scored, or None. Cheap: finds the layout and lists patients,
-    reads no volume (`raw_cohort` validates each patient's files)."""
+def precheck(cohort_dir: Path, allowed: Sequence[Path] = ()) -> str | None:
+    """Why the folder cannot be scored, or None. Cheap: finds the layout, lists patients and
+    locates the clinical table (a cohort.yaml glob or clinical path that leaves the folder is a
+    reason), reads no volume (`raw_cohort` validates each patient's files)."""
     try:
         reader = reader_for(cohort_dir)
         scan = reader.scan(cohort_dir)
-    except (LayoutError, OSError) as exc:
+        clinical_source(cohort_dir, read_cohort_yaml(cohort_dir).get("clinical"), list(allowed))
+    except (LayoutError, ClinicalTableError, OSError) as exc:
         return str(exc)
     if not scan.patients:
         return f"no patients found in {cohort_dir} ({reader.name} layout)"
     return None
 
 
-def plan_inbox(cohorts_dir: Path, cursor: InboxCursor | None = None, busy: Collection[str] = ()) -> InboxPlan:
+def plan_inbox(cohorts_dir: Path, cursor: InboxCursor | None = None, busy: Collection[str] = (),
+               allowed: Sequence[Path] = ()) -> InboxPlan:
     """Compare the folders in `cohorts_dir` with `cursor` and say what to do.
 
     Args:
@@ -203,7 +208,7 @@ def plan_inbox(cohorts_dir: Path, cursor: InboxCursor | None = None, busy: Colle
         if reason is None and name in busy:
             deferred.append(name)
             continue
-        reason = reason or precheck(folder)
+        reason = reason or precheck(folder, allowed)
         if reason is not None:
             invalid_seen[name] = fp
             invalid.append((name, reason))

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from gbm_assets.lib.clinical import (
+from gbm_assets.lib.ingest.clinical import (
     DAYS_PER_MONTH,
     ClinicalTableError,
     clinical_source,
@@ -69,3 +69,23 @@ def test_xena_matrix_maps_tcga_06_1802():
     assert math.isclose(case.age, 61.7)
     assert out.loc["TCGA-02-0003"].subtype == "Proneural"
     assert out.index.is_unique
+
+
+@pytest.mark.parametrize(
+    "column, value, ours",
+    [("survival_months", "abc", "survival"), ("age", "x", "age"), ("age", "inf", "age"), ("survival_days", "12 days", "survival")],
+)
+def test_unparseable_numbers_are_errors_naming_patient_column_and_file(column, value, ours):
+    raw = table(patient_id=["a", "b"], subtype=["CL", "PN"], **{column: ["3", value]})
+    with pytest.raises(ClinicalTableError, match=rf"x.csv: column '{column}' \({ours}\) is not a number for patient\(s\) b \('{value}'\)"):
+        normalise_clinical(raw, "c", "x.csv")
+
+
+def test_missing_numbers_stay_missing():
+    out = normalise_clinical(table(patient_id=["a", "b"], subtype=["CL", "PN"], age=["NA", " 61.5 "]), "c", "x.csv")
+    assert math.isnan(out["age"].iloc[0]) and out["age"].iloc[1] == 61.5
+
+
+def test_clinical_must_be_a_mapping(tmp_path):
+    with pytest.raises(ClinicalTableError, match="'clinical' must be a mapping"):
+        clinical_source(tmp_path, "clinical.csv")

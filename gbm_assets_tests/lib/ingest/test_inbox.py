@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from gbm_assets.lib.inbox import READY, InboxCursor, fingerprint, plan_inbox
+from gbm_assets.lib.ingest.inbox import READY, InboxCursor, fingerprint, plan_inbox
 from gbm_assets_tests.factories import write_brats_cohort
 
 

@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from gbm_assets.lib.layouts import LayoutError, reader_for
-from gbm_assets.lib.validate import RAW_COHORT_COLUMNS, problems_markdown, validate_cohort
+from gbm_assets.lib.ingest.layouts import LayoutError, reader_for
+from gbm_assets.lib.ingest.validate import RAW_COHORT_COLUMNS, problems_markdown, validate_cohort
 from gbm_assets_tests.conftest import shared_case
 from gbm_assets_tests.factories import save, tiny_labels, write_brats_cohort, write_brats_patient
 
@@ -43,9 +43,31 @@ def _assert_only_p001_excluded(by_id, *fragments):
         assert fragment in by_id["P001"]["problems"], by_id["P001"]["problems"]
 
 
-def test_missing_sequence_file(tmp_path):
+def test_missing_expected_sequence_file(tmp_path):
+    def drop_t2(p):
+        (p / "P001_t2.nii.gz").unlink()
+        (p.parent / "cohort.yaml").write_text("expected_sequences: [t1, t1ce, t2, flair]\n")
+
+    _assert_only_p001_excluded(_broken_cohort(tmp_path, drop_t2), "missing sequence file: t2", "P001_t2.nii.gz")
+
+
+def test_patient_is_valid_with_the_sequences_it_has(tmp_path):
     by_id = _broken_cohort(tmp_path, lambda p: (p / "P001_t2.nii.gz").unlink())
-    _assert_only_p001_excluded(by_id, "missing sequence file: t2")
+    assert {r["status"] for r in by_id.values()} == {"ok"}
+    assert by_id["P001"]["sequences"] == "t1,t1c,flair" and by_id["P001"]["t2_path"] is None
+    assert by_id["P001"]["image_sha256"] and by_id["P000"]["sequences"] == "t1,t1c,t2,flair"
+
+
+def test_patient_without_any_image_is_excluded(tmp_path):
+    by_id = _broken_cohort(tmp_path, lambda p: [f.unlink() for f in p.glob("*.nii.gz") if "_seg" not in f.name])
+    _assert_only_p001_excluded(by_id, "no BraTS-named files")
+
+
+def test_unknown_expected_sequence_is_a_cohort_error(tmp_path):
+    cohort = write_brats_cohort(tmp_path / "c", patients=1)
+    (cohort / "cohort.yaml").write_text("expected_sequences: [dwi]\n")
+    with pytest.raises(LayoutError, match="cohort.yaml: expected_sequences: unknown sequence 'dwi'"):
+        validate_cohort("c", cohort)
 
 
 def test_truncated_gzip(tmp_path):
@@ -142,9 +164,13 @@ def test_cohort_yaml_reports_ambiguous_and_missing_globs(tmp_path):
     cohort = tmp_path / "mapped"
     for name in ("a_T1.nii.gz", "b_T1.nii.gz", "FLAIR.nii.gz", "T2.nii.gz"):
         save(np.ones((4, 4, 3), np.float32), cohort / "X1" / name)
-    (cohort / "cohort.yaml").write_text("sequences: {t1: '*T1.nii.gz', t2: 'T2.nii.gz', flair: 'FLAIR.nii.gz', t1c: 'CT1.nii.gz'}\n")
+    globs = "sequences: {t1: '*T1.nii.gz', t2: 'T2.nii.gz', flair: 'FLAIR.nii.gz', t1c: 'CT1.nii.gz'}\n"
+    (cohort / "cohort.yaml").write_text(globs + "expected_sequences: [t1c]\n")
     problems = validate_cohort("mapped", cohort).iloc[0]["problems"]
     assert "ambiguous t1 file" in problems and "missing t1c file" in problems
+    (cohort / "cohort.yaml").write_text(globs)  # t1c not expected: only the ambiguity is a problem
+    problems = validate_cohort("mapped", cohort).iloc[0]["problems"]
+    assert "ambiguous t1 file" in problems and "t1c" not in problems
 
 
 @pytest.mark.realdata
@@ -188,7 +214,9 @@ def tcga_cohort(tmp_path):
 
 @pytest.mark.realdata
 def test_tcga_case_ingests_through_cohort_yaml(tmp_path):
-    row = validate_cohort("tcga", tcga_cohort(tmp_path)).iloc[0]
+    cohort = tcga_cohort(tmp_path)  # its files link into ../shared/data: the operator allows that folder
+    assert validate_cohort("tcga", cohort).iloc[0].status == "excluded"
+    row = validate_cohort("tcga", cohort, allowed=[shared_case("tcga-gbm-06-1802-elmed219")]).iloc[0]
     assert row.status == "ok", row.problems
     assert row.layout == "mapped" and row.label_scheme == "hd_glio"
     assert row.orientation == "LAS"

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from gbm_assets.lib.contract import canonical_sequence
-from gbm_assets.lib.layouts.base import CohortScan, LayoutError, LayoutReader, PatientFiles, register
+from gbm_assets.lib.ingest.layouts.base import CohortScan, LayoutError, LayoutReader, PatientFiles, register
 
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii(\.gz)?$")
 
@@ -62,5 +62,5 @@ class MsdLayout(LayoutReader):
                 else:
                     problems.append(f"channel file {path.name} has no modality in dataset.json")
             labels = next((p for p in (folder / f"{case}_labels.nii.gz", folder / f"{case}_labels.nii") if p.is_file()), None)
-            patients.append(PatientFiles(case, images, labels, "msd", (*self.missing(images), *problems)))
+            patients.append(PatientFiles(case, images, labels, "msd", (*self.missing(images, folder), *problems)))
         return CohortScan(self.name, patients)

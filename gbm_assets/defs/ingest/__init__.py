@@ -1,0 +1,1 @@
+"""Ingest: raw cohorts, their clinical tables, the cohort inbox sensor, per cohort."""

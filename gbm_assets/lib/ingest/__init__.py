@@ -1,0 +1,1 @@
+"""Ingest: cohort layouts, per-patient validation, clinical tables and the cohort inbox."""
