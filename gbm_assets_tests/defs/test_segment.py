@@ -1,153 +1,114 @@
-"""Slices -> one U-Net -> metrics through Dagster on a tiny synthetic cohort, plus bad inputs."""
+"""Splits -> one U-Net -> checks, champion, metrics -> masks through Dagster on a tiny synthetic cohort."""
 
 import dagster as dg
-import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from gbm_assets.defs import ingest, masks, segment
-from gbm_assets.defs.resources import DataRootResource, MlflowResource, PartitionedParquetIOManager
-from gbm_assets.lib.paths import DataRoot
-from gbm_assets.lib.synth import SynthOptions, write_cohort
-from gbm_assets.lib.tracking import CHAMPION, TrackingStore
-from gbm_assets.lib.warehouse import query
-from gbm_assets.defs.segment.training import weights_finite
-from gbm_assets_tests.factories import write_brats_cohort
+from gbm_assets.defs.segment import checks as segment_checks
+from gbm_assets.defs.segment.versions import unet_version
+from gbm_assets.lib.masks.postprocess import KEEP_LARGEST_TAG
+from gbm_assets.lib.store.paths import DataRoot
+from gbm_assets.lib.store.tracking import CHAMPION, TrackingStore
+from gbm_assets.lib.store.warehouse import query
+from gbm_assets.lib.synth.phantom import SynthOptions, write_cohort
+from gbm_assets_tests.conftest import (
+    add_cohort,
+    check_evaluation,
+    checks_by_name,
+    failure_message,
+    materialize,
+    metadata,
+)
 
-ALL = [*ingest.assets, *segment.assets, *masks.assets, *ingest.checks, *segment.checks]
 TINY = SynthOptions(shape=(48, 48, 24), spacing=(3.0, 3.0, 6.0))
 PREPROCESS = {"preprocessed_volumes": {"config": {"target_spacing_mm": 3.0, "size": 48}}}
 UNET = {"unet_model": {"config": {"base": 4, "epochs": 2, "batch_size": 8}}}
 
 
-def run(instance, selection, partition, run_config=None, raise_on_error=True):
-    resources = {"data_root": DataRootResource(), "table_io_manager": PartitionedParquetIOManager(), "mlflow": MlflowResource()}
-    return dg.materialize(ALL, selection=selection, partition_key=partition, instance=instance, resources=resources,
-                          run_config={"ops": run_config or {}}, raise_on_error=raise_on_error)  # fmt: skip
-
-
-@pytest.fixture
-def instance():
-    return dg.DagsterInstance.ephemeral()
-
-
-def add_cohort(instance, name):
-    instance.add_dynamic_partitions("cohorts", [name])
-
-
-def failure_message(result):
-    return "\n".join(str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure)
-
-
 @pytest.mark.slow
-def test_slices_model_metrics_and_registry(data_root, instance, monkeypatch):
+def test_splits_model_checks_metrics_registry_and_masks(data_root, instance, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    write_cohort(DataRoot(data_root).cohorts_dir, "tiny", 8, seed=3, options=TINY)
+    root = DataRoot(data_root)
+    write_cohort(root.cohorts_dir, "tiny", 8, seed=3, options=TINY)
     add_cohort(instance, "tiny")
-    result = run(instance, ["raw_cohort", "clinical_records", "preprocessed_volumes", "training_slices"], "tiny", PREPROCESS)
-    assert all(c.passed for c in result.get_asset_check_evaluations())  # incl. patients in one split
-    index = query(DataRoot(data_root), "select split, count(distinct patient_id) n from training_slices group by 1")
-    assert set(index["split"]) == {"train", "validation", "test"} and index["n"].sum() == 8
+    materialize(data_root, ["raw_cohort", "clinical_records", "preprocessed_volumes", "training_slices"], "tiny", instance=instance, run_config=PREPROCESS)
+    prepared = materialize(data_root, ["training_splits"], instance=instance)
+    assert checks_by_name(prepared) == {"training_splits_subjects_in_one_split": True}
+    splits = query(root, "select split, count(*) n from training_splits group by 1")
+    assert set(splits["split"]) == {"train", "validation", "test"} and splits["n"].sum() == 8
 
-    first = run(instance, ["unet_model", "unet_champion", "segmentation_metrics"], "stack", UNET)
-    meta = first.asset_materializations_for_node("unet_model")[0].metadata
-    assert meta["model_version"].value == "1"
-    assert first.asset_materializations_for_node("unet_champion")[0].metadata["champion_version"].value == "1"
-    assert {c.check_name: c.passed for c in first.get_asset_check_evaluations()} == {
+    first = materialize(data_root, ["unet_model", "unet_champion", "segmentation_metrics"], "stack", instance=instance, run_config=UNET)
+    meta = metadata(first, "unet_model")
+    assert meta["model_version"] == "1" and meta["training_patients"] == 8
+    assert metadata(first, "unet_champion")["champion_version"] == "1"
+    assert checks_by_name(first) == {
         "unet_model_weights_finite": True, "unet_model_beats_champion": True, "segmentation_metrics_test_dice_above_floor": False,
     }  # a 2-epoch, width-4 model is below the Dice floor: the warning fires
-    metrics = query(DataRoot(data_root), "select * from segmentation_metrics")
+    assert check_evaluation(first, "unet_model_weights_finite").metadata["model_version"].value == "1"
+    metrics = query(root, "select * from segmentation_metrics")
     assert list(metrics.columns) == ["sequence", "split", "metric", "value"]
     assert len(metrics) == 27 and set(metrics["split"]) == {"train", "validation", "test"}
-    assert set(metrics["metric"]) == {"accuracy", "balanced_accuracy", "precision", "sensitivity", "specificity", "f1", "iou", "dice_3d", "hd95_mm"}
     assert metrics["value"].between(0, 1).where(metrics["metric"] != "hd95_mm", True).all()
-    seg_meta = first.asset_materializations_for_node("segmentation_metrics")[0].metadata
-    assert "data:image/gif;base64," in seg_meta["test_slices_gif"].value and "| stack |" in seg_meta["comparison_test"].value
-    keep_largest = seg_meta["postprocess_keep_largest_component"].value  # chosen on validation patients
+    seg_meta = metadata(first, "segmentation_metrics")
+    assert seg_meta["model_version"] == "1" and "| stack |" in seg_meta["comparison_test"]
+    run_id = metadata(first, "unet_model")["mlflow_run_id"]
+    assert f"run_uuid={run_id}" in seg_meta["test_slices_gif"] and "test_slices.gif" in seg_meta["test_slices_gif"]
+    assert len(seg_meta["test_slices_gif"]) < 1000  # a short link the UI renders inline, not multi-MB base64
+    served = MlflowClient(TrackingStore.for_data_root(data_root).tracking_uri).list_artifacts(run_id, "figures")
+    assert {"figures/test_slices.gif", "figures/test_overlay.png"} <= {a.path for a in served}
+    unet_meta = metadata(first, "unet_model")
+    assert "per-slice" in unet_meta["best_val_dice_definition"] and isinstance(unet_meta["still_improving_at_last_epoch"], bool)
+    keep_largest = seg_meta["postprocess_keep_largest_component"]  # chosen on validation patients
+    client = MlflowClient(TrackingStore.for_data_root(data_root).tracking_uri)
+    assert client.get_model_version("gbm-unet-stack", "1").tags[KEEP_LARGEST_TAG] == str(keep_largest).lower()
+    assert not list(root.root.rglob("latest.json"))
 
     # a champion that is hard to beat: the blocking check must keep the new version out
-    client = MlflowClient(TrackingStore.for_data_root(data_root).tracking_uri)
-    client.log_metric(meta["mlflow_run_id"].value, "best_val_dice", 1.0)
-    second = run(instance, ["unet_model", "unet_champion"], "stack", {"unet_model": {"config": {"base": 4, "epochs": 1, "batch_size": 8, "seed": 1}}},
-                 raise_on_error=False)  # fmt: skip
-    assert second.asset_materializations_for_node("unet_model")[0].metadata["model_version"].value == "2"
-    checks = {c.check_name: c for c in second.get_asset_check_evaluations()}
-    assert not checks["unet_model_beats_champion"].passed and checks["unet_model_beats_champion"].metadata["champion_version"].value == "1"
+    client.log_metric(meta["mlflow_run_id"], "best_val_dice", 1.0)
+    second = materialize(data_root, ["unet_model", "unet_champion"], "stack", instance=instance, raise_on_error=False,
+                         run_config={"unet_model": {"config": {"base": 4, "epochs": 1, "batch_size": 8, "seed": 1}}})  # fmt: skip
+    assert metadata(second, "unet_model")["model_version"] == "2"
+    beats = check_evaluation(second, "unet_model_beats_champion")
+    assert not beats.passed and beats.metadata["champion_version"].value == "1" and beats.metadata["candidate_version"].value == "2"
     assert not second.asset_materializations_for_node("unet_champion")  # blocked
-    champion = str(client.get_model_version_by_alias("gbm-unet-stack", CHAMPION).version)
-    assert champion == "1"
-    run_tags = client.get_run(second.asset_materializations_for_node("unet_model")[0].metadata["mlflow_run_id"].value).data.tags
+    assert str(client.get_model_version_by_alias("gbm-unet-stack", CHAMPION).version) == "1"
+    run_tags = client.get_run(metadata(second, "unet_model")["mlflow_run_id"]).data.tags
     assert run_tags["dagster.asset_key"] == "unet_model" and run_tags["dagster.partition"] == "stack"
 
-    masks_result = run(instance, ["lesion_masks"], "tiny")
-    table = masks_result.asset_materializations_for_node("lesion_masks")[0].metadata
-    assert table["segmented"].value == 8 and table["model"].value == f"gbm-unet-stack v{champion}"
-    assert table["keep_largest_component"].value is keep_largest
+    # no cross-wiring: each run's steps see the version their own run produced; a run without one sees the latest
+    assert unet_version(instance, first.run_id, "stack").version == "1"
+    assert unet_version(instance, second.run_id, "stack").version == "2"
+    assert unet_version(instance, prepared.run_id, "stack").version == "2"
+    with pytest.raises(dg.Failure, match="materialize unet_model\\[t1\\]"):
+        unet_version(instance, first.run_id, "t1")
+
+    masks = materialize(data_root, ["lesion_masks"], "tiny", instance=instance)
+    table = metadata(masks, "lesion_masks")
+    assert table["segmented"] == 8 and table["model"] == "gbm-unet-stack v1" and table["keep_largest_component"] is keep_largest
 
 
-def test_training_needs_three_patients_with_masks(data_root, instance):
-    write_brats_cohort(DataRoot(data_root).cohorts_dir / "two", patients=2, shape=(16, 16, 8))
-    add_cohort(instance, "two")
-    result = run(instance, ["raw_cohort", "clinical_records", "preprocessed_volumes", "training_slices"], "two",
-                 {"preprocessed_volumes": {"config": {"size": 16}}}, raise_on_error=False)  # fmt: skip
-    assert result.is_node_success("preprocessed_volumes") and not result.is_node_success("training_slices")
-    assert "cohort 'two'" in failure_message(result) and "at least 3 patients" in failure_message(result)
+def test_unet_without_training_splits_fails_clearly(data_root, instance):
+    result = materialize(data_root, ["unet_model"], "t1", instance=instance, raise_on_error=False)
+    assert not result.success and "training_splits" in failure_message(result)
 
 
-def test_cohort_without_lesion_slices_is_refused(data_root, instance):
-    cohort = write_brats_cohort(DataRoot(data_root).cohorts_dir / "clean", patients=3, shape=(16, 16, 8), labels=np.zeros((16, 16, 8), np.uint8))
-    assert (cohort / "P000" / "P000_seg.nii.gz").exists()
-    add_cohort(instance, "clean")
-    result = run(instance, ["raw_cohort", "clinical_records", "preprocessed_volumes", "training_slices"], "clean",
-                 {"preprocessed_volumes": {"config": {"size": 16}}}, raise_on_error=False)  # fmt: skip
-    assert "no lesion-bearing slices" in failure_message(result)
+def test_unet_with_an_unknown_training_cohort_says_what_to_do(data_root, instance):
+    path = DataRoot(data_root).table_file("training_splits", "all")
+    path.parent.mkdir(parents=True)
+    pd.DataFrame({"cohort": ["a"], "patient_id": ["P1"], "subject_id": ["s1"], "split": ["train"]}).to_parquet(path)
+    result = materialize(data_root, ["unet_model"], "t1", instance=instance, raise_on_error=False,
+                         run_config={"unet_model": {"config": {"training_cohorts": ["zzz"]}}})  # fmt: skip
+    assert "training cohorts not in training_splits: ['zzz']" in failure_message(result)
 
 
-def test_patient_missing_a_sequence_is_excluded_and_others_preprocess(data_root, instance):
-    cohort = write_brats_cohort(DataRoot(data_root).cohorts_dir / "gap", patients=3, shape=(16, 16, 8))
-    (cohort / "P001" / "P001_flair.nii.gz").unlink()
-    add_cohort(instance, "gap")
-    result = run(instance, ["raw_cohort", "preprocessed_volumes"], "gap", {"preprocessed_volumes": {"config": {"size": 16}}})
-    meta = result.asset_materializations_for_node("preprocessed_volumes")[0].metadata
-    assert meta["preprocessed"].value == 2 and meta["failed"].value == 0  # P001 was excluded upstream
-
-
-def test_unknown_model_input_is_refused(data_root, instance):
-    write_brats_cohort(DataRoot(data_root).cohorts_dir / "c", patients=1, shape=(16, 16, 8))
-    add_cohort(instance, "c")
-    run(instance, ["raw_cohort", "preprocessed_volumes"], "c", {"preprocessed_volumes": {"config": {"size": 16}}})
-    result = run(instance, ["lesion_masks"], "c", {"lesion_masks": {"config": {"sequence": "dwi"}}}, raise_on_error=False)
-    assert "unknown model input 'dwi'" in failure_message(result)
-    with pytest.raises(Exception, match="dwi"):
-        run(instance, ["unet_model"], "dwi")
-
-
-def test_unet_without_training_slices_says_what_to_do(data_root, instance):
-    result = run(instance, ["unet_model"], "t1", raise_on_error=False)
-    assert "materialize training_slices" in failure_message(result)
-
-
-def test_weights_finite_flags_a_nan_checkpoint(tmp_path):
-    import torch
-
-    from gbm_assets.lib.segment.unet import UNet
-
-    state = UNet(in_channels=1, base=4).state_dict()
-    path = tmp_path / "m.pt"
-    torch.save({"architecture": {}, "state_dict": state}, path)
-    assert weights_finite({"checkpoint": str(path)}) == (True, [])
-    state["c1.net.0.weight"][0, 0, 0, 0] = float("nan")
-    torch.save({"architecture": {}, "state_dict": state}, path)
-    assert weights_finite({"checkpoint": str(path)}) == (False, ["c1.net.0.weight"])
+def test_checks_without_any_unet_model_say_what_to_do(instance):
+    with pytest.raises(dg.Failure, match="no trained model for 'flair'"):
+        unet_version(instance, "no-such-run", "flair")
 
 
 @pytest.mark.parametrize("dice, passed", [(0.9, True), (0.5, True), (0.2, False), (float("nan"), False)])
 def test_dice_floor_check_on_good_and_bad_metrics(dice, passed):
-    import importlib
-
-    import pandas as pd
-
-    checks = importlib.import_module("gbm_assets.defs.segment.assets")
     table = pd.DataFrame({"sequence": ["stack"] * 2, "split": ["validation", "test"], "metric": ["dice_3d"] * 2, "value": [0.99, dice]})
-    result = checks.segmentation_metrics_test_dice_above_floor(table)
-    assert result.passed is passed and result.metadata["floor"].value == checks.TEST_DICE_FLOOR
+    result = segment_checks.segmentation_metrics_test_dice_above_floor(table)
+    assert result.passed is passed and result.metadata["floor"].value == segment_checks.TEST_DICE_FLOOR

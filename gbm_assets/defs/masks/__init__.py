@@ -1,6 +1,1 @@
-"""Masks: predicted lesion masks in native space."""
-
-from gbm_assets.defs.masks.assets import lesion_masks
-
-assets = [lesion_masks]
-checks: list = []
+"""Masks: predicted lesion masks on each patient's native grid, per cohort."""

@@ -1,18 +1,47 @@
-"""Predicted lesion masks: the champion U-Net segments every valid patient of a cohort."""
+"""Predicted lesion masks: the champion U-Net segments every valid patient of a cohort.
+
+The U-Net is the configured `model_input`'s champion, or by default ("auto") the champion with the
+best validation Dice (`best_val_dice` on its version's run) whose inputs every patient has.
+"""
+
+import tempfile
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
+from gbm_assets.defs.masks.config import MaskSettings
+from gbm_assets.defs.metadata import artifact_url, image_metadata, run_url
 from gbm_assets.defs.partitions import cohorts_partitions
+from gbm_assets.defs.patients import for_each_patient
 from gbm_assets.defs.resources import DataRootResource, MlflowResource
-from gbm_assets.defs.segment.config import MaskSettings
-from gbm_assets.defs.segment.training import load_registered, postprocess_choice, registered_name
-from gbm_assets.lib.preprocess.slices import INPUTS
+from gbm_assets.defs.segment.versions import CHAMPION_METRIC
+from gbm_assets.lib.contract import MODEL_INPUTS
+from gbm_assets.lib.masks.choice import (
+    AUTO,
+    NoMatchingChampion,
+    choose_model_input,
+    common_sequences,
+    preprocessed_sequences,
+)
+from gbm_assets.lib.masks.native import save_native_mask
+from gbm_assets.lib.masks.overview import choose, overview_png, thumb
+from gbm_assets.lib.masks.postprocess import KEEP_LARGEST_TAG, postprocess_mask
+from gbm_assets.lib.preprocess.grid import voxel_volume_ml
 from gbm_assets.lib.preprocess.volumes import load_preprocessed
+from gbm_assets.lib.segment.checkpoint import (
+    load_checkpoint,
+    logged_checkpoint,
+    registered_model_name,
+)
 from gbm_assets.lib.segment.inference import predict_volume
-from gbm_assets.lib.segment.native import save_native_mask
-from gbm_assets.lib.segment.postprocess import postprocess_mask
+from gbm_assets.lib.store.tracking import (
+    CHAMPION,
+    champion_version,
+    log_run_artifacts,
+    run_data,
+    version_run_id,
+    version_tags,
+)
 
 MASK_COLUMNS = [
     "cohort", "patient_id", "status", "problems", "mask_path", "roi_scheme",
@@ -20,28 +49,59 @@ MASK_COLUMNS = [
 ]  # fmt: skip
 
 
-def load_champion(mlflow_resource: MlflowResource, model_name: str):
-    """(model, version, keep_largest) of the registry's `champion`; dg.Failure when there is none."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+def load_champion(tracking_uri: str, model_name: str):
+    """(model, version, keep_largest) of the registry's `champion`.
 
-    from gbm_assets.lib.tracking import CHAMPION
+    Raises:
+        dg.Failure: no champion, or a champion without the keep-largest tag segmentation_metrics sets.
+    """
+    version = champion_version(tracking_uri, model_name)
+    if version is None:
+        raise dg.Failure(description=f"no {CHAMPION!r} version of {model_name} in {tracking_uri}; materialize unet_model first")
+    tag = version_tags(tracking_uri, model_name, version).get(KEEP_LARGEST_TAG)
+    if tag not in ("true", "false"):
+        raise dg.Failure(description=f"{model_name} version {version} (the {CHAMPION}) has no {KEEP_LARGEST_TAG!r} tag: "
+                         f"materialize segmentation_metrics for it to choose the post-processing")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_checkpoint(logged_checkpoint(tracking_uri, version_run_id(tracking_uri, model_name, version), tmp))
+    return model, version, tag == "true"
 
-    uri = mlflow_resource.store().tracking_uri
-    try:
-        found = MlflowClient(uri).get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException as exc:
-        raise dg.Failure(description=f"no {CHAMPION!r} version of {model_name} in {uri}; materialize unet_model first") from exc
-    version = str(found.version)
-    return load_registered(uri, model_name, version), version, postprocess_choice(uri, found.run_id)
+
+def champion_dice(tracking_uri: str) -> dict[str, float | None]:
+    """Model input -> its champion's `best_val_dice`, for every input that has a champion."""
+    found = {}
+    for name in MODEL_INPUTS:
+        version = champion_version(tracking_uri, registered_model_name(name))
+        if version is not None:
+            _, metrics = run_data(tracking_uri, version_run_id(tracking_uri, registered_model_name(name), version))
+            found[name] = metrics.get(CHAMPION_METRIC)
+    return found
+
+
+def model_input_for(cohort: str, requested: str, patient_dirs, tracking_uri: str) -> str:
+    """The configured model input, or the automatic choice (see `lib/masks/choice`).
+
+    Raises:
+        dg.Failure: an unknown input, or (auto) no champion whose inputs the cohort has.
+    """
+    if requested.strip().lower() in AUTO:
+        available = common_sequences(preprocessed_sequences(d) for d in patient_dirs)
+        try:
+            return choose_model_input(cohort, available, champion_dice(tracking_uri))
+        except NoMatchingChampion as exc:
+            raise dg.Failure(description=str(exc)) from None
+    if requested not in MODEL_INPUTS:
+        raise dg.Failure(description=f"unknown model input {requested!r}; choose one of {', '.join(MODEL_INPUTS)} or 'auto'")
+    return requested
 
 
 @dg.asset(
     partitions_def=cohorts_partitions,
     group_name="masks",
     io_manager_key="table_io_manager",
-    # the champion alias it reads is moved by unet_champion (after the blocking checks on unet_model)
-    deps=[dg.AssetDep("unet_champion", partition_mapping=dg.AllPartitionMapping())],
+    # the champion alias it reads is moved by unet_champion (after the blocking checks on unet_model);
+    # the post-processing it applies is chosen by segmentation_metrics (a tag on the version)
+    deps=[dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping()) for key in ("unet_champion", "segmentation_metrics")],
     kinds={"nifti", "pytorch"},
     description="Whole-tumour masks from the champion U-Net, post-processed and written on each patient's native grid.",
 )
@@ -53,36 +113,44 @@ def lesion_masks(
     mlflow: MlflowResource,
 ) -> dg.Output[pd.DataFrame]:
     cohort, root = context.partition_key, data_root.root()
-    if config.sequence not in INPUTS:
-        raise dg.Failure(description=f"unknown model input {config.sequence!r}; choose one of {', '.join(INPUTS)}")
-    model_name = registered_name(config.sequence)
-    model, version, keep_largest = load_champion(mlflow, model_name)
+    ok_rows = preprocessed_volumes[preprocessed_volumes["status"] == "ok"]
+    if ok_rows.empty:
+        raise dg.Failure(description=f"cohort {cohort!r}: no preprocessed patients to segment")
+    tracking_uri = mlflow.store().tracking_uri
+    model_input = model_input_for(cohort, config.model_input, ok_rows["dir"], tracking_uri)
+    model_name = registered_model_name(model_input)
+    model, version, keep_largest = load_champion(tracking_uri, model_name)
     context.log.info(f"cohort {cohort}: segmenting with {model_name} version {version} (keep largest component: {keep_largest})")
-    rows = []
-    for row in preprocessed_volumes[preprocessed_volumes["status"] == "ok"].itertuples():
-        base = {"cohort": cohort, "patient_id": row.patient_id, "roi_scheme": "binary", "model_name": model_name, "model_version": version}
+    base = {"cohort": cohort, "roi_scheme": "binary", "model_name": model_name, "model_version": version}
+    thumbs = {}  # patient -> one slice for the overview picture
+
+    def segment(row) -> dict:
         path = root.volume_dir("lesion_masks", cohort, row.patient_id) / "mask.nii.gz"
-        try:
-            patient = load_preprocessed(row.dir)
-            prob = predict_volume(model, patient, config.sequence, batch_size=config.batch_size)
-            mask = postprocess_mask(prob, patient.spacing, config.threshold, config.min_component_mm3, keep_largest)
-            native = save_native_mask(mask, patient.transform, path)
-            voxel_ml = abs(np.linalg.det(np.asarray(patient.transform.native_affine)[:3, :3])) / 1000
-            voxels = int(native.sum())
-            rows.append(base | {"status": "ok", "problems": "", "mask_path": str(path), "voxels": voxels,
-                                "volume_ml": voxels * voxel_ml, "empty": voxels == 0})  # fmt: skip
-        except Exception as exc:  # one patient's failure is recorded; the others proceed
-            message = f"segmentation failed: {type(exc).__name__}: {exc}"
-            context.log.error(f"cohort {cohort}, patient {row.patient_id} ({row.dir}): {message}")
-            rows.append(base | {"status": "excluded", "problems": message, "empty": True})
-    table = pd.DataFrame(rows, columns=MASK_COLUMNS)
+        patient = load_preprocessed(row.dir)
+        prob = predict_volume(model, patient, model_input, batch_size=config.batch_size)
+        mask = postprocess_mask(prob, patient.spacing, config.threshold, config.min_component_mm3, keep_largest)
+        voxels = int(save_native_mask(mask, patient.transform, path).sum())
+        truth = None if patient.labels is None else patient.labels > 0
+        thumbs[row.patient_id] = thumb(row.patient_id, patient.images[0], mask, truth)
+        return base | {"patient_id": row.patient_id, "status": "ok", "problems": "", "mask_path": str(path), "voxels": voxels,
+                       "volume_ml": voxels * voxel_volume_ml(patient.transform.native_affine), "empty": voxels == 0}  # fmt: skip
+
+    outcome = for_each_patient(context, cohort, ok_rows.itertuples(), segment, what="segmentation", file_of=lambda row: row.dir)
+    failed = [base | {"patient_id": f["patient_id"], "status": "excluded", "problems": f["problem"], "empty": True} for f in outcome.failures]
+    table = pd.DataFrame([*outcome.results, *failed], columns=MASK_COLUMNS)
     if table.empty:
         raise dg.Failure(description=f"cohort {cohort!r}: no preprocessed patients to segment")
+    order = {pid: i for i, pid in enumerate(ok_rows["patient_id"])}
+    table = table.sort_values("patient_id", key=lambda s: s.map(order), ignore_index=True)
     ok = table[table["status"] == "ok"]
+    picture = _overview(context, mlflow, root.root / "reports" / "lesion_masks" / cohort, cohort, model_name, version,
+                        [thumbs[p] for p in ok["patient_id"] if p in thumbs])
     return dg.Output(
         table,
         metadata={
             "model": f"{model_name} v{version}",
+            "model_input": model_input,
+            "model_input_chosen": "auto" if config.model_input.strip().lower() in AUTO else "config",
             "keep_largest_component": keep_largest,
             "patients": len(table),
             "segmented": len(ok),
@@ -90,5 +158,20 @@ def lesion_masks(
             "empty_masks": int(ok["empty"].sum()),
             "volume_ml": dg.MetadataValue.md(ok["volume_ml"].describe().round(2).to_frame().to_markdown()),
             "masks_dir": dg.MetadataValue.path(str(root.volume_dir("lesion_masks", cohort))),
+            **picture,
         },
     )
+
+
+def _overview(context, mlflow: MlflowResource, folder, cohort: str, model_name: str, version: str, thumbs) -> dict:
+    """The overview grid (4 largest masks, 2 worst by Dice where truth exists) written to
+    `folder/overview.png`, logged to an MLflow run, and its metadata entries (shown inline when
+    the MLflow UI serves the run's artifacts)."""
+    path = folder / "overview.png"
+    data = overview_png(choose(thumbs), f"{cohort}: predicted lesion masks ({model_name} v{version})", path)
+    with mlflow.run(context, f"lesion-masks-{cohort}-{context.run_id[:8]}") as run:
+        run_id, experiment_id = run.info.run_id, run.info.experiment_id
+        log_run_artifacts(mlflow.store().tracking_uri, run_id, folder)
+    return {"overview": image_metadata(data, f"{cohort} lesion masks overview", url=artifact_url(run_id, "overview.png")),
+            "overview_file": dg.MetadataValue.path(str(path)), "overview_kb": round(len(data) / 1024, 1),
+            "mlflow_run": run_url(experiment_id, run_id)}

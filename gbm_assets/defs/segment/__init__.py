@@ -1,5 +1,1 @@
-"""Segmentation: preprocessed volumes, training slices, U-Nets per input, metrics."""
-
-from gbm_assets.defs.segment.assets import assets, checks
-
-__all__ = ["assets", "checks"]
+"""Segment: per-input U-Nets, the champion alias and segmentation metrics, per model input."""

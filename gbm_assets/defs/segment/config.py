@@ -1,25 +1,8 @@
-"""Run configuration of the segmentation assets (editable in the Dagster launchpad)."""
+"""Run configuration of the U-Net assets (editable in the Dagster launchpad)."""
 
 import dagster as dg
 
-
-class PreprocessSettings(dg.Config):
-    target_spacing_mm: float = 1.0
-    """In-plane voxel size after resampling, mm."""
-    slice_thickness_mm: float | None = None
-    """Slice thickness after resampling, mm; None keeps the native thickness."""
-    size: int = 192
-    """In-plane size (H = W) after crop/pad; a multiple of 16."""
-
-
-class SliceSettings(dg.Config):
-    lesion_free_fraction: float = 0.2
-    """Share of lesion-free brain slices kept per patient."""
-    seed: int = 0
-    """Seeds the patient-level splits and the lesion-free slice draw."""
-    train_fraction: float = 0.7
-    validation_fraction: float = 0.15
-    test_fraction: float = 0.15
+from gbm_assets.lib.masks.postprocess import POSTPROCESS
 
 
 class UNetSettings(dg.Config):
@@ -30,14 +13,21 @@ class UNetSettings(dg.Config):
     learning_rate: float = 1e-3
     seed: int = 0
     augment: bool = True
+    schedule: str = "constant"
+    """Learning rate over the run: "constant", "onecycle" (peak learning_rate) or "cosine" (demo: onecycle)."""
+    compile: bool | None = None
+    """torch.compile the model; None = on with CUDA, off on CPU (where it does not pay for its compile time)."""
+    channels_last: bool | None = None
+    """channels_last memory format; None = on with CUDA, off on CPU."""
+    threads: int = 0
+    """torch threads while training; 0 = torch's default."""
     training_cohorts: list[str] = []
-    """Cohorts whose training slices train the model; empty = every cohort with training_slices."""
+    """Cohorts of training_splits whose patients train the model; empty = every cohort it lists."""
 
 
-class MaskSettings(dg.Config):
-    sequence: str = "stack"
-    """Which champion U-Net segments the cohort (t1, t1c, t2, flair or stack)."""
-    threshold: float = 0.5
-    min_component_mm3: float = 1000.0
-    """Connected components smaller than this are removed."""
-    batch_size: int = 16
+class MetricsSettings(dg.Config):
+    """How segmentation_metrics post-processes predicted volumes: the defaults are lesion_masks' (one place,
+    `lib/masks/postprocess.POSTPROCESS`), so the metrics describe the masks the model will produce."""
+
+    threshold: float = POSTPROCESS.threshold
+    min_component_mm3: float = POSTPROCESS.min_component_mm3

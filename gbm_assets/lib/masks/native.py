@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
-import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from gbm_assets.lib.preprocess.grid import NativeTransform, to_native
+from gbm_assets.lib.preprocess.volumes import save_nifti
 
 
 def save_native_mask(mask_preprocessed: np.ndarray, transform: NativeTransform, path: Path) -> np.ndarray:
@@ -22,11 +21,5 @@ def save_native_mask(mask_preprocessed: np.ndarray, transform: NativeTransform, 
     img = nib.Nifti1Image(native, np.asarray(transform.native_affine, dtype=float))
     img.set_qform(img.affine, code=1)
     img.set_sform(img.affine, code=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(gzip.compress(img.to_bytes(), mtime=0))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_nifti(Path(path), img)
     return native

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -13,11 +14,31 @@ are specks of 0.1-1 mL, while the smallest tumours are ~10 mL. Real satellite le
 1 mL would be lost too; lower it (MaskSettings.min_component_mm3) where those matter."""
 
 
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """The one set of post-processing defaults: `segmentation_metrics` (which evaluates a model as
+    `lesion_masks` will use it) and `lesion_masks` both take their config defaults from `POSTPROCESS`.
+
+    Attributes:
+        threshold: probability above which a voxel is lesion.
+        min_component_mm3: 26-connected components smaller than this volume are removed.
+    """
+
+    threshold: float = 0.5
+    min_component_mm3: float = DEFAULT_MIN_COMPONENT_MM3
+
+
+POSTPROCESS = PostprocessSettings()
+KEEP_LARGEST_TAG = "postprocess.keep_largest_component"
+"""Tag on a registered U-Net version: "true"/"false", whether `lesion_masks` keeps only the largest
+component (decided by `segmentation_metrics` on the model's validation patients)."""
+
+
 def postprocess_mask(
     prob: np.ndarray,
     spacing: Sequence[float],
-    threshold: float = 0.5,
-    min_component_mm3: float = DEFAULT_MIN_COMPONENT_MM3,
+    threshold: float = POSTPROCESS.threshold,
+    min_component_mm3: float = POSTPROCESS.min_component_mm3,
     keep_largest: bool = False,
 ) -> np.ndarray:
     """Binary lesion mask from probabilities.

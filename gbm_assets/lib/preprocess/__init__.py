@@ -1,17 +1,21 @@
-"""Preprocessing: native volumes -> canonical RAS, resampled, cropped, normalised; 2D training slices.
+"""Preprocessing: native volumes -> canonical RAS, resampled, cropped, normalised; 2D training slices;
+subject-level splits.
 
 Pure numpy / SimpleITK / nibabel; never imports Dagster.
 """
 
 from gbm_assets.lib.preprocess.slices import (
-    INPUTS,
-    SPLITS,
     SliceArrays,
     SliceConfig,
-    assert_disjoint_splits,
-    patient_splits,
     select_slices,
     write_slice_arrays,
+)
+from gbm_assets.lib.preprocess.splits import (
+    SPLITS,
+    subject_ids,
+    subject_split,
+    subject_splits,
+    subjects_in_several_splits,
 )
 from gbm_assets.lib.preprocess.volumes import (
     NativeTransform,
@@ -25,20 +29,21 @@ from gbm_assets.lib.preprocess.volumes import (
 )
 
 __all__ = [
-    "INPUTS",
     "SPLITS",
     "NativeTransform",
     "PreprocessConfig",
     "PreprocessedPatient",
     "SliceArrays",
     "SliceConfig",
-    "assert_disjoint_splits",
     "load_preprocessed",
-    "patient_splits",
     "preprocess_patient",
     "read_case",
     "save_preprocessed",
     "select_slices",
+    "subject_ids",
+    "subject_split",
+    "subject_splits",
+    "subjects_in_several_splits",
     "to_native",
     "write_slice_arrays",
 ]

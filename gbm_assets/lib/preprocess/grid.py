@@ -8,8 +8,8 @@ frame (an oblique affine's small rotation stays in the affine and is never inter
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -49,10 +49,10 @@ class NativeTransform:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "NativeTransform":
+    def from_dict(cls, d: Mapping) -> NativeTransform:
         """Inverse of `to_dict`. Raises KeyError naming a missing field."""
-        ints = lambda key: tuple(int(v) for v in d[key])  # noqa: E731
-        floats = lambda key: tuple(float(v) for v in d[key])  # noqa: E731
+        ints = lambda key: tuple(int(v) for v in d[key])
+        floats = lambda key: tuple(float(v) for v in d[key])
         return cls(
             native_shape=ints("native_shape"),
             native_affine=tuple(tuple(float(v) for v in row) for row in d["native_affine"]),
@@ -174,3 +174,12 @@ def to_native(mask_preprocessed: np.ndarray, transform: NativeTransform) -> np.n
     canon = resample(uncropped, transform.resampled_spacing, transform.resampled_origin, transform.canonical_spacing,
                      (0.0, 0.0, 0.0), ras_shape(transform.native_shape, transform.orientation), labels=True)
     return np.ascontiguousarray(from_ras(canon, np.asarray(transform.orientation)))
+
+
+def voxel_volume_ml(affine) -> float:
+    """Volume of one voxel in mL (|det| of the affine's 3x3 part, mm^3, / 1000); 0 for a degenerate affine.
+
+    Args:
+        affine: (4, 4) voxel-to-world affine (or (3, 3) / nested sequences of it) in mm.
+    """
+    return float(abs(np.linalg.det(np.asarray(affine, dtype=float)[:3, :3])) / 1000)

@@ -1,7 +1,7 @@
-"""Training slices for the 2D models: slice selection, patient-level splits, memory-mapped arrays.
+"""Training slices for the 2D models: slice selection and memory-mapped arrays (splits: `splits.py`).
 
 Arrays written by `write_slice_arrays` into one folder:
-    <input>_x.npy   (N, C, H, W) float32, one per name in `INPUTS` (C = len(INPUTS[name]))
+    <input>_x.npy   (N, C, H, W) float32, one per name in `MODEL_INPUTS` (lib/contract) (C = len(MODEL_INPUTS[name]))
     y.npy           (N, H, W) uint8 canonical labels (consumers derive whole tumour as y > 0)
 Row r of every array is the same axial slice; H runs along RAS X (left->right), W along Y
 (posterior->anterior). Open them with `numpy.load(path, mmap_mode="r")`.
@@ -10,27 +10,25 @@ Row r of every array is the same axial slice; H runs along RAS X (left->right), 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from gbm_assets.lib.contract import SEQUENCES
-from gbm_assets.lib.preprocess.volumes import NativeTransform, PreprocessedPatient, load_preprocessed
-
-INPUTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"t1": ("t1",), "t2": ("t2",), "flair": ("flair",), "t1c": ("t1c",), "stack": ("t1", "t2", "flair")}
+from gbm_assets.lib.contract import MODEL_INPUTS, SEQUENCES
+from gbm_assets.lib.preprocess.splits import SPLITS
+from gbm_assets.lib.preprocess.volumes import (
+    NativeTransform,
+    PreprocessedPatient,
+    load_preprocessed,
 )
-"""2D model input name -> channels; `stack` is the study's 3-channel T1/T2/FLAIR input."""
+from gbm_assets.lib.store.files import write_atomic
 
-SPLITS: tuple[str, ...] = ("train", "validation", "test")
 INDEX_COLUMNS = ("cohort", "patient_id", "slice", "row", "lesion_area_mm2", "split")
 
 
@@ -42,19 +40,19 @@ class SliceConfig:
         lesion_free_fraction: share of lesion-free brain slices kept per patient (0..1).
         seed: seeds each patient's slice draw (combined with cohort and patient id, so the draw
             does not depend on the order patients arrive in).
-        inputs: names from `INPUTS` to write; a patient lacking any of their sequences is skipped.
+        inputs: names from `MODEL_INPUTS` (lib/contract) to write; a patient lacking any of their sequences is skipped.
     """
 
     lesion_free_fraction: float = 0.2
     seed: int = 0
-    inputs: tuple[str, ...] = tuple(INPUTS)
+    inputs: tuple[str, ...] = tuple(MODEL_INPUTS)
 
     def __post_init__(self) -> None:
         if not 0 <= self.lesion_free_fraction <= 1:
             raise ValueError(f"lesion_free_fraction must be in [0, 1], got {self.lesion_free_fraction}")
-        unknown = [i for i in self.inputs if i not in INPUTS]
+        unknown = [i for i in self.inputs if i not in MODEL_INPUTS]
         if unknown or not self.inputs:
-            raise ValueError(f"unknown or no inputs {unknown}; known: {', '.join(INPUTS)}")
+            raise ValueError(f"unknown or no inputs {unknown}; known: {', '.join(MODEL_INPUTS)}")
 
 
 class SliceArrays(NamedTuple):
@@ -88,89 +86,6 @@ def select_slices(
     return np.sort(np.concatenate([np.flatnonzero(lesion), chosen])).astype(np.int64)
 
 
-def _known(subtype) -> bool:
-    return subtype is not None and not (isinstance(subtype, float) and np.isnan(subtype)) and str(subtype).strip() != ""
-
-
-def patient_splits(
-    patient_ids: Sequence, subtypes: Sequence | Mapping | None = None,
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0,
-) -> dict:
-    """Assign each patient to train / validation / test, stratified by subtype.
-
-    Patients of each subtype (unknown = None/NaN/"" forms one more stratum) are shuffled with
-    `seed` and split floor(n_k x fraction) per split; leftovers go to the split furthest below its
-    cohort-wide target. Each split gets >= 1 patient; a subtype with >= 2 patients (default
-    fractions) keeps >= 1 in train. Deterministic in (ids, subtypes, seed), not in input order.
-
-    Args:
-        patient_ids: unique ids. subtypes: aligned sequence, id -> subtype mapping, or None.
-    Raises:
-        ValueError: fewer than 3 patients (one per split is impossible), duplicate ids, bad fractions.
-    """
-    ids = list(patient_ids)
-    if len(ids) < 3:
-        raise ValueError(f"patient_splits needs at least 3 patients (one each for {', '.join(SPLITS)}); got {len(ids)}")
-    if len(set(ids)) != len(ids):
-        raise ValueError("patient_ids must be unique")
-    f = np.asarray(fractions, float)
-    if f.shape != (3,) or (f < 0).any() or abs(f.sum() - 1) > 1e-6:
-        raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
-    if subtypes is None:
-        subs = [None] * len(ids)
-    elif isinstance(subtypes, Mapping):
-        subs = [subtypes.get(p) for p in ids]
-    else:
-        subs = list(subtypes)
-        if len(subs) != len(ids):
-            raise ValueError(f"{len(subs)} subtypes for {len(ids)} patients")
-    strata: dict[tuple[int, str], list] = {}
-    for p, s in zip(ids, subs):
-        strata.setdefault((0, str(s).strip()) if _known(s) else (1, ""), []).append(p)
-
-    n = len(ids)
-    targets = np.floor(n * f).astype(int)
-    for s in np.argsort(-(n * f - targets), kind="stable")[: n - targets.sum()]:
-        targets[s] += 1
-    rng = np.random.default_rng(seed)
-    split_of: dict = {}
-    counts = np.zeros(3, int)
-    leftovers = []
-    for key in sorted(strata):
-        members = sorted(strata[key], key=str)
-        members = [members[i] for i in rng.permutation(len(members))]
-        base = np.floor(len(members) * f).astype(int)
-        pos = 0
-        for s in range(3):
-            for p in members[pos: pos + base[s]]:
-                split_of[p] = s
-            pos += base[s]
-        counts += base
-        leftovers.append((members[pos:], len(members) * f - base))
-    for members, remainder in leftovers:
-        for p in members:
-            s = max(range(3), key=lambda s: (targets[s] - counts[s], remainder[s], -s))
-            split_of[p], counts[s], remainder[s] = s, counts[s] + 1, remainder[s] - 1
-    for s in range(3):  # tiny cohorts: make every split non-empty
-        if counts[s] == 0:
-            donor = int(np.argmax(counts))
-            in_donor = {k: [p for p in v if split_of[p] == donor] for k, v in sorted(strata.items())}
-            p = max(in_donor.values(), key=len)[-1]  # from the stratum most present in the donor
-            split_of[p], counts[donor], counts[s] = s, counts[donor] - 1, 1
-    return {p: SPLITS[split_of[p]] for p in ids}
-
-
-def assert_disjoint_splits(index_df: pd.DataFrame) -> list:
-    """Patient ids (sorted) that appear in more than one split; [] when disjoint or empty.
-
-    Grouped by patient_id alone, so the same patient in two cohorts is caught too.
-    """
-    if index_df.empty:
-        return []
-    nsplits = index_df.groupby("patient_id")["split"].nunique()
-    return sorted(nsplits[nsplits > 1].index.tolist(), key=str)
-
-
 # ---- arrays on disk ----------------------------------------------------------------------------
 
 
@@ -190,10 +105,21 @@ def _peek(source: PreprocessedPatient | Path):
         return source.labels, source.brain, source.sequences, source.spacing
     folder = Path(source)
     transform = NativeTransform.from_dict(json.loads((folder / "transform.json").read_text()))
-    read = lambda name: np.asarray(nib.load(str(folder / f"{name}.nii.gz")).dataobj)  # noqa: E731
+    read = lambda name: np.asarray(nib.load(str(folder / f"{name}.nii.gz")).dataobj)
     labels = read("labels").astype(np.uint8) if (folder / "labels.nii.gz").exists() else None
     sequences = tuple(s for s in SEQUENCES if (folder / f"{s}.nii.gz").exists())
     return labels, read("brain").astype(bool), sequences, transform.resampled_spacing
+
+
+def _write_all_atomic(out_dir: Path, names: list[str], fill, tmp: dict[str, Path] | None = None) -> None:
+    """Nested `write_atomic`s: `fill({name: temp path})` writes every file, and only then is each
+    renamed into place (any failure removes every temp file and leaves the old files)."""
+    tmp = {} if tmp is None else tmp
+    if len(tmp) == len(names):
+        fill(tmp)
+        return
+    name = names[len(tmp)]
+    write_atomic(out_dir / name, lambda path: _write_all_atomic(out_dir, names, fill, {**tmp, name: path}))
 
 
 def write_slice_arrays(
@@ -219,7 +145,7 @@ def write_slice_arrays(
     Raises:
         ValueError: an unknown split, or the same (cohort, patient_id) twice.
     """
-    needed = [s for s in SEQUENCES if any(s in INPUTS[i] for i in config.inputs)]
+    needed = [s for s in SEQUENCES if any(s in MODEL_INPUTS[i] for i in config.inputs)]
     plans: list[_Plan] = []
     skipped: list[tuple[str, str]] = []
     seen: set[tuple[str, str]] = set()
@@ -253,28 +179,24 @@ def write_slice_arrays(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     n, (h, w) = sum(p.z.size for p in plans), hw or (0, 0)
-    shapes = {f"{i}_x.npy": ((n, len(INPUTS[i]), h, w), np.float32) for i in config.inputs}
+    shapes = {f"{i}_x.npy": ((n, len(MODEL_INPUTS[i]), h, w), np.float32) for i in config.inputs}
     shapes["y.npy"] = ((n, h, w), np.uint8)
-    tmp = {name: out_dir / f".{uuid.uuid4().hex}.{name}" for name in shapes}
-    try:
+
+    def fill(tmp: dict[str, Path]) -> None:
         arrays = {name: np.lib.format.open_memmap(tmp[name], mode="w+", dtype=dt, shape=sh) for name, (sh, dt) in shapes.items()}
         row = 0
         for plan in plans:
             patient = plan.source if isinstance(plan.source, PreprocessedPatient) else load_preprocessed(plan.source)
             rows = slice(row, row + plan.z.size)
             for i in config.inputs:
-                channels = [patient.sequences.index(s) for s in INPUTS[i]]
+                channels = [patient.sequences.index(s) for s in MODEL_INPUTS[i]]
                 arrays[f"{i}_x.npy"][rows] = patient.images[channels][..., plan.z].transpose(3, 0, 1, 2)
             arrays["y.npy"][rows] = patient.labels[..., plan.z].transpose(2, 0, 1)
             row += plan.z.size
-        for name, arr in arrays.items():
+        for arr in arrays.values():
             arr.flush()
-        del arrays
-        for name in shapes:
-            os.replace(tmp[name], out_dir / name)
-    finally:
-        for path in tmp.values():
-            path.unlink(missing_ok=True)
+
+    _write_all_atomic(out_dir, list(shapes), fill)
 
     index = pd.DataFrame(
         {

@@ -15,12 +15,12 @@ Resampling works in voxel space (an oblique affine's rotation is kept in the aff
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import nibabel as nib
 import numpy as np
@@ -37,6 +37,7 @@ from gbm_assets.lib.preprocess.grid import (  # noqa: F401  (re-exported: the vo
     resampled_grid,
     to_native,
 )
+from gbm_assets.lib.store.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -212,20 +213,20 @@ def read_case(
 # ---- disk --------------------------------------------------------------------------------------
 
 
-def _atomic(path: Path, write) -> None:
-    """Call write(tmp) on a hidden temp name with the same suffixes, then os.replace onto path."""
-    tmp = path.with_name(f".{uuid.uuid4().hex}.{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def nifti_gz_bytes(img: nib.Nifti1Image, compresslevel: int = 1) -> bytes:
+    """A NIfTI image as `.nii.gz` bytes (gzip mtime 0, so equal images give equal files)."""
+    return gzip.compress(img.to_bytes(), compresslevel=compresslevel, mtime=0)
+
+
+def save_nifti(path: Path, img: nib.Nifti1Image) -> Path:
+    """Write `img` to `path` (`.nii.gz`) atomically through `lib/store/files.write_atomic`."""
+    return write_atomic(path, lambda tmp: tmp.write_bytes(nifti_gz_bytes(img)))
 
 
 def _save_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
     img = nib.Nifti1Image(array, affine)
     img.header.set_xyzt_units("mm")
-    _atomic(path, lambda tmp: nib.save(img, str(tmp)))
+    save_nifti(path, img)
 
 
 def save_preprocessed(patient: PreprocessedPatient, out_dir: Path) -> Path:
@@ -243,7 +244,7 @@ def save_preprocessed(patient: PreprocessedPatient, out_dir: Path) -> Path:
         _save_nifti(out_dir / "labels.nii.gz", patient.labels.astype(np.uint8), affine)
     _save_nifti(out_dir / "brain.nii.gz", patient.brain.astype(np.uint8), affine)
     text = json.dumps(patient.transform.to_dict(), indent=1)
-    _atomic(out_dir / "transform.json", lambda tmp: tmp.write_text(text))
+    write_atomic(out_dir / "transform.json", lambda tmp: tmp.write_text(text))
     return out_dir
 
 
@@ -258,7 +259,7 @@ def load_preprocessed(directory: Path) -> PreprocessedPatient:
     sequences = tuple(s for s in SEQUENCES if (directory / f"{s}.nii.gz").exists())
     if not sequences:
         raise FileNotFoundError(f"{directory}: no sequence files ({', '.join(SEQUENCES)}).nii.gz")
-    read = lambda name, dtype: np.asarray(nib.load(str(directory / f"{name}.nii.gz")).dataobj, dtype=dtype)  # noqa: E731
+    read = lambda name, dtype: np.asarray(nib.load(str(directory / f"{name}.nii.gz")).dataobj, dtype=dtype)
     images = np.stack([read(s, np.float32) for s in sequences])
     labels = read("labels", np.uint8) if (directory / "labels.nii.gz").exists() else None
     return PreprocessedPatient(images, sequences, labels, read("brain", np.uint8).astype(bool), transform)

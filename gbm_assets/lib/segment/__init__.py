@@ -9,7 +9,12 @@ from gbm_assets.lib.segment.metrics import (
     pixel_metrics,
     volume_metrics,
 )
-from gbm_assets.lib.segment.train import TrainConfig, TrainResult, predict_slices, train_unet
+from gbm_assets.lib.segment.train import (
+    TrainConfig,
+    TrainResult,
+    predict_slices,
+    train_unet,
+)
 from gbm_assets.lib.segment.unet import UNet, count_parameters
 
 __all__ = [

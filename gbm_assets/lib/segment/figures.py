@@ -1,36 +1,43 @@
 """Pictures of segmentations: slice / truth / prediction grids, an animated GIF, training curves.
 
-Every function returns PNG or GIF bytes (matplotlib's Agg canvas, no pyplot state).
+Every function returns PNG (through `lib/store/figures.figure_png`) or GIF bytes; no pyplot state.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+import pandas as pd
 from matplotlib.figure import Figure
 from scipy import ndimage
 
+from gbm_assets.lib.store.figures import figure_png
+
+DPI = 80
+
 
 def _png(fig: Figure) -> bytes:
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    return buf.getvalue()
+    return figure_png(fig, dpi=DPI)
 
 
 def overlay_grid_png(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, titles: list[str]) -> bytes:
-    """Rows of (slice, ground truth, prediction). images/truth/pred: (K, H, W); K >= 1."""
+    """One panel per slice: the image with the ground truth (green) and prediction (red) drawn as
+    contours, a legend and a readable caption. images/truth/pred: (K, H, W); K >= 1."""
+    from matplotlib.lines import Line2D
+
     k = len(images)
-    fig = Figure(figsize=(6, 2.1 * k))
+    cols = min(k, 2)
+    rows = int(np.ceil(k / cols))
+    fig = Figure(figsize=(3.4 * cols, 3.4 * rows + 0.4))
     for i in range(k):
-        for j, (panel, name) in enumerate(((images[i], "slice"), (truth[i], "ground truth"), (pred[i], "prediction"))):
-            ax = fig.add_subplot(k, 3, 3 * i + j + 1)
-            ax.imshow(panel.T, cmap="gray", origin="lower")
-            ax.set_axis_off()
-            ax.set_title(f"{titles[i]} {name}" if j == 0 else name, fontsize=7)
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(images[i].T, cmap="gray", origin="lower")
+        for mask, colour in ((truth[i], "#34c759"), (pred[i], "#ff3b30")):
+            if mask.any():
+                ax.contour(mask.T.astype(float), levels=[0.5], colors=colour, linewidths=1.2, origin="lower")
+        ax.set_axis_off()
+        ax.set_title(titles[i], fontsize=10)
+    fig.legend(handles=[Line2D([], [], color="#34c759", label="ground truth"), Line2D([], [], color="#ff3b30", label="prediction")],
+               loc="lower center", ncol=2, fontsize=10, frameon=False)  # fmt: skip
     return _png(fig)
 
 
@@ -44,12 +51,36 @@ def _rgb_frame(image: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.nda
     return rgb
 
 
-def slices_gif(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, fps: float = 6.0) -> bytes:
-    """Animated GIF across slices: ground-truth outline green, prediction outline red. (K, H, W)."""
+def _label_frame(rgb: np.ndarray, text: str) -> np.ndarray:
+    """`rgb` (H, W, 3) with `text` and the outline legend written in its top-left corner."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle((0, 0, 150, 44), fill=(0, 0, 0))
+    draw.text((4, 2), text, fill=(255, 255, 255))
+    draw.text((4, 16), "truth", fill=(0, 255, 0))
+    draw.text((4, 30), "prediction", fill=(255, 0, 0))
+    return np.asarray(img)
+
+
+def slices_gif(images: np.ndarray, truth: np.ndarray, pred: np.ndarray, fps: float = 6.0,
+               slice_numbers: list[int] | None = None, min_size: int = 320) -> bytes:
+    """Animated GIF across slices: ground-truth outline green, prediction outline red, each frame
+    labelled with its slice number and a legend, upscaled (nearest) to at least `min_size` pixels.
+
+    images/truth/pred: (K, H, W); `slice_numbers`: K numbers (default 0..K-1).
+    """
     import imageio.v3 as iio
 
-    frames = np.stack([_rgb_frame(images[i], truth[i], pred[i]) for i in range(len(images))])
-    return iio.imwrite("<bytes>", frames, extension=".gif", duration=1000 / fps, loop=0)
+    numbers = list(range(len(images))) if slice_numbers is None else list(slice_numbers)
+    scale = max(1, int(np.ceil(min_size / max(images.shape[1:]))))
+    frames = []
+    for i in range(len(images)):
+        rgb = _rgb_frame(images[i], truth[i], pred[i])
+        rgb = np.ascontiguousarray(rgb.repeat(scale, axis=0).repeat(scale, axis=1))
+        frames.append(_label_frame(rgb, f"slice z={numbers[i]}  ({i + 1}/{len(images)})"))
+    return iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=1000 / fps, loop=0)
 
 
 def training_curves_png(history: list[dict]) -> bytes:
@@ -66,6 +97,15 @@ def training_curves_png(history: list[dict]) -> bytes:
     return _png(fig)
 
 
-def markdown_image(data: bytes, alt: str, mime: str = "image/png") -> str:
-    """Inline an image in markdown (for Dagster metadata)."""
-    return f"![{alt}](data:{mime};base64,{base64.b64encode(data).decode()})"
+def split_pictures(index: pd.DataFrame, x: np.ndarray, truth: np.ndarray, pred: np.ndarray, channel: int = 0) -> tuple[bytes, bytes]:
+    """(overlay grid PNG, slices GIF) of one split.
+
+    The grid shows the slice with the largest lesion of up to four patients; the GIF runs across
+    every slice of the first of them. index: row-aligned with x (N, C, H, W), truth and pred
+    (N, H, W) bool; N >= 1.
+    """
+    order = index.sort_values("lesion_area_mm2", ascending=False).drop_duplicates("patient_id").head(4).index.to_numpy()
+    grid = overlay_grid_png(x[order, channel], truth[order], pred[order], [f"{index.patient_id[i]} z{index.slice[i]}" for i in order])
+    first = index.patient_id.iloc[order[0]] if len(order) else index.patient_id.iloc[0]
+    rows = index[index.patient_id == first].sort_values("slice").index.to_numpy()
+    return grid, slices_gif(x[rows, channel], truth[rows], pred[rows], slice_numbers=[int(z) for z in index.slice[rows]])

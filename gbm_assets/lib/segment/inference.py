@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gbm_assets.lib.preprocess.slices import INPUTS
+from gbm_assets.lib.contract import MODEL_INPUTS
 from gbm_assets.lib.preprocess.volumes import PreprocessedPatient
-from gbm_assets.lib.segment.train import predict_slices
+from gbm_assets.lib.segment.runtime import predict_slices
 from gbm_assets.lib.segment.unet import UNet
 
 
@@ -17,14 +17,18 @@ def model_input(patient: PreprocessedPatient, input_name: str) -> np.ndarray:
         KeyError: the patient lacks a sequence the input needs (the message names it).
     """
     channels = []
-    for seq in INPUTS[input_name]:
+    for seq in MODEL_INPUTS[input_name]:
         if seq not in patient.sequences:
             raise KeyError(f"input {input_name!r} needs sequence {seq!r}, which the patient lacks")
         channels.append(patient.sequences.index(seq))
     return np.ascontiguousarray(patient.images[channels].transpose(3, 0, 1, 2))
 
 
-def predict_volume(model: UNet, patient: PreprocessedPatient, input_name: str, batch_size: int = 16) -> np.ndarray:
-    """(X, Y, Z) float32 lesion probabilities on the preprocessed grid."""
-    prob = predict_slices(model, model_input(patient, input_name), batch_size=batch_size)
+def predict_volume(model: UNet, patient: PreprocessedPatient, input_name: str, batch_size: int = 16, *,
+                   channels_last: bool | None = None, compile: bool | None = None) -> np.ndarray:  # fmt: skip
+    """(X, Y, Z) float32 lesion probabilities on the preprocessed grid.
+
+    channels_last / compile: the inference switches of `predict_slices` (None: on CUDA only).
+    """
+    prob = predict_slices(model, model_input(patient, input_name), batch_size=batch_size, channels_last=channels_last, compile=compile)
     return np.moveaxis(prob, 0, -1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-__all__ = ["soft_dice_loss", "bce_dice_loss"]
+__all__ = ["bce_dice_loss", "soft_dice_loss"]
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:

@@ -17,7 +17,7 @@ explicit empty-mask policy, so no NaN or inf ever reaches a table:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -26,9 +26,9 @@ __all__ = [
     "METRIC_NAMES",
     "PIXEL_METRIC_NAMES",
     "confusion_counts",
-    "pixel_metrics",
     "dice_3d",
     "hd95_mm",
+    "pixel_metrics",
     "volume_metrics",
 ]
 

@@ -4,7 +4,10 @@ No orchestrator here: callers pass arrays (numpy memmaps welcome, only batches a
 optional `on_epoch` callback for their own logging. Training is Adam on `bce_dice_loss`; the
 kept weights are those of the epoch with the best validation Dice.
 
-Devices: CUDA with bf16 autocast when available (`device="auto"`), CPU float32 otherwise.
+Devices: CUDA with bf16 autocast when available (`device="auto"`), CPU float32 otherwise. On
+CUDA by default (each a `TrainConfig` switch): `torch.compile`, channels_last, fused Adam, the
+slice arrays copied to the GPU once when they fit (else pinned, prefetched batches), and no
+host-device sync inside an epoch (losses and validation Dice accumulate on the device).
 On CPU a run is deterministic given `seed` (same torch build and thread count): the global torch
 RNG is seeded inside `torch.random.fork_rng` (the caller's RNG state is restored afterwards) and
 batch order and augmentation come from one `numpy.random.Generator`.
@@ -15,17 +18,28 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from gbm_assets.lib.segment.losses import bce_dice_loss
+from gbm_assets.lib.segment.runtime import (
+    DeviceSlices,
+    autocast,
+    batch_source,
+    compiled_logits,
+    memory_format,
+    predict_slices,
+    resolve_device,
+    resolve_switch,
+    torch_threads,
+)
 from gbm_assets.lib.segment.unet import UNet
 
-__all__ = ["TrainConfig", "TrainResult", "train_unet", "predict_slices", "resolve_device"]
+__all__ = ["TrainConfig", "TrainResult", "predict_slices", "resolve_device", "train_unet"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,15 @@ class TrainConfig:
         dropout: Dropout2d probability in every ConvBlock (the study: 0.3).
         threshold: probability above which a pixel counts as lesion for validation Dice.
         progress: show a tqdm bar; None lets tqdm decide (hidden when stderr is not a tty).
+        schedule: learning rate over the run: "constant" (`lr` throughout), "onecycle"
+            (`OneCycleLR`, peak `lr`) or "cosine" (cosine decay from `lr` to 0), stepped per batch.
+        compile: `torch.compile` the forward pass (None: on CUDA, off on CPU).
+        compile_mode: `torch.compile` mode ("default", "max-autotune-no-cudagraphs", ...).
+        channels_last: channels_last memory format (None: on CUDA, off on CPU).
+        fused_adam: fused Adam kernel (None: on CUDA; CPU uses the foreach implementation).
+        data_on_device: copy the slice arrays to the device once (None: on CUDA when they fit in
+            a quarter of its free memory); otherwise batches are read (and pinned on CUDA) per step.
+        threads: `torch.set_num_threads` during training (0: leave as is; restored afterwards).
     """
 
     base: int = 64
@@ -61,6 +84,16 @@ class TrainConfig:
     dropout: float = 0.3
     threshold: float = 0.5
     progress: bool | None = None
+    schedule: str = "constant"
+    compile: bool | None = None
+    compile_mode: str = "default"
+    channels_last: bool | None = None
+    fused_adam: bool | None = None
+    data_on_device: bool | None = None
+    threads: int = 0
+
+
+SCHEDULES = ("constant", "onecycle", "cosine")
 
 
 @dataclass
@@ -87,38 +120,6 @@ class TrainResult:
     device: str = "cpu"
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> cuda if available else cpu; anything else is passed to `torch.device`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-class _Batches(torch.utils.data.Dataset):
-    """Batch i = rows `batches[i]` of x (and y), read from (memmapped) arrays as float32 tensors."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray | None, batches: list[np.ndarray]):
-        self.x, self.y, self.batches = x, y, batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = self.batches[i]
-        xb = torch.from_numpy(np.asarray(self.x[idx], dtype=np.float32))
-        if self.y is None:
-            return xb, torch.empty(0)
-        yb = np.asarray(self.y[idx]).reshape(len(idx), 1, *xb.shape[-2:])
-        return xb, torch.from_numpy(yb.astype(np.float32))
-
-
-def _loader(x, y, batches, workers: int, device: torch.device) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(
-        _Batches(x, y, batches), batch_size=None, shuffle=False, num_workers=workers,
-        pin_memory=device.type == "cuda",
-    )
-
-
 def _check(x: np.ndarray, y: np.ndarray, name: str, min_slices: int) -> None:
     if x.ndim != 4 or x.shape[-1] % 16 or x.shape[-2] % 16:
         raise ValueError(f"{name}_x must be (N, C, H, W) with H, W multiples of 16, got {x.shape}")
@@ -129,38 +130,50 @@ def _check(x: np.ndarray, y: np.ndarray, name: str, min_slices: int) -> None:
 
 
 def _augment(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-slice random flips (x and y together) and intensity scale/shift (x only); (N, C, H, W)."""
+    """Per-slice random flips (x and y together) and intensity scale/shift (x only); (N, C, H, W).
+
+    The draws travel to the device as one small pinned tensor, copied without blocking the host."""
     n = x.shape[0]
-    flip_h, flip_v = (torch.from_numpy(rng.random((2, n, 1, 1, 1)) < 0.5)).to(x.device)
-    scale = torch.from_numpy(rng.uniform(0.9, 1.1, (n, 1, 1, 1)).astype(np.float32)).to(x.device)
-    shift = torch.from_numpy(rng.uniform(-0.1, 0.1, (n, 1, 1, 1)).astype(np.float32)).to(x.device)
+    flips = rng.random((2, n)) < 0.5
+    draws = np.stack([*flips, rng.uniform(0.9, 1.1, n), rng.uniform(-0.1, 0.1, n)]).astype(np.float32)
+    params = torch.from_numpy(draws)
+    if x.device.type == "cuda":
+        params = params.pin_memory()
+    params = params.to(x.device, non_blocking=True).view(4, n, 1, 1, 1)
+    flip_h, flip_v, scale, shift = params[0] > 0.5, params[1] > 0.5, params[2], params[3]
     x, y = torch.where(flip_h, x.flip(-1), x), torch.where(flip_h, y.flip(-1), y)
     x, y = torch.where(flip_v, x.flip(-2), x), torch.where(flip_v, y.flip(-2), y)
     return x * scale + shift, y
 
 
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def _validate(model, x, y, cfg: TrainConfig, device) -> tuple[float, float]:
-    """(weighted mean val loss, mean per-slice hard Dice) in eval mode."""
+def _validate(forward, x, y, cfg: TrainConfig, device, on_device: DeviceSlices | None, fmt) -> tuple[float, float]:
+    """(weighted mean val loss, mean per-slice hard Dice) in eval mode; one device sync at the end."""
     batches = [np.arange(i, min(i + cfg.batch_size, len(x))) for i in range(0, len(x), cfg.batch_size)]
     cut = math.log(cfg.threshold / (1.0 - cfg.threshold))
     loss_sum = dice_sum = torch.zeros((), device=device)
-    model.eval()
     with torch.inference_mode():
-        for xb, yb in _loader(x, y, batches, cfg.num_workers, device):
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            with _autocast(device):
-                logits = model.forward_logits(xb)
+        for xb, yb in batch_source(x, y, batches, cfg.num_workers, device, on_device):
+            with autocast(device):
+                logits = forward(xb.contiguous(memory_format=fmt))
             loss_sum = loss_sum + bce_dice_loss(logits, yb) * len(xb)
             pred, truth = logits.float() > cut, yb > 0.5
             inter = (pred & truth).sum((1, 2, 3))
             denom = pred.sum((1, 2, 3)) + truth.sum((1, 2, 3))
             dice = torch.where(denom == 0, 1.0, 2.0 * inter / denom.clamp(min=1))
             dice_sum = dice_sum + dice.sum()
-    return loss_sum.item() / len(x), dice_sum.item() / len(x)
+    loss, dice = torch.stack([loss_sum, dice_sum]).tolist()
+    return loss / len(x), dice / len(x)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
+    """None for "constant"; OneCycle (peak `lr`) or cosine decay to 0 over every step otherwise."""
+    if cfg.schedule == "constant":
+        return None
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total_steps, 1))
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {cfg.schedule!r}")
 
 
 def train_unet(
@@ -191,17 +204,33 @@ def train_unet(
     """
     _check(train_x, train_y, "train", min_slices=2)  # BatchNorm needs two slices per training batch
     _check(val_x, val_y, "val", min_slices=1)
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
+    with torch_threads(config.threads):
+        return _train(train_x, train_y, val_x, val_y, config, on_epoch)
+
+
+def _train(train_x, train_y, val_x, val_y, config: TrainConfig, on_epoch) -> TrainResult:
     device = resolve_device(config.device)
+    fmt = memory_format(resolve_switch(config.channels_last, device))
     rng = np.random.default_rng(config.seed)
     cuda_devices = [device.index or 0] if device.type == "cuda" else []
     history: list[dict[str, float]] = []
     best_state, best_epoch, best_dice = None, 0, -1.0
     n, bs = len(train_x), config.batch_size
+    on_device = config.data_on_device
+    if on_device is None:
+        on_device = DeviceSlices.fits(train_x, device) and DeviceSlices.fits(val_x, device)
+    train_src = DeviceSlices(train_x, train_y, device) if on_device else None
+    val_src = DeviceSlices(val_x, val_y, device) if on_device else None
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(config.seed)
-        model = UNet(train_x.shape[1], config.base, config.dropout).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        model = UNet(train_x.shape[1], config.base, config.dropout).to(device, memory_format=fmt)
+        forward = compiled_logits(model, resolve_switch(config.compile, device), config.compile_mode)
+        fused = resolve_switch(config.fused_adam, device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True if fused else None)
         steps = len([i for i in range(0, n, bs) if n - i >= 2])
+        scheduler = _scheduler(optimizer, config, steps * config.epochs)
         bar = tqdm(total=steps * config.epochs, disable=None if config.progress is None else not config.progress,
                    unit="step", leave=False)
         for epoch in range(1, config.epochs + 1):
@@ -211,22 +240,24 @@ def train_unet(
             seen, loss_sum = 0, torch.zeros((), device=device)
             model.train()
             bar.set_description(f"epoch {epoch}/{config.epochs}")
-            for xb, yb in _loader(train_x, train_y, batches, config.num_workers, device):
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            for xb, yb in batch_source(train_x, train_y, batches, config.num_workers, device, train_src):
                 if config.augment:
                     xb, yb = _augment(xb, yb, rng)
-                with _autocast(device):
-                    logits = model.forward_logits(xb)
+                with autocast(device):
+                    logits = forward(xb.contiguous(memory_format=fmt))
                 loss = bce_dice_loss(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 loss_sum += loss.detach() * len(xb)
                 seen += len(xb)
                 bar.update(1)
             train_loss = loss_sum.item() / seen  # .item() syncs CUDA before the clock is read
             train_seconds = time.perf_counter() - t0
-            val_loss, val_dice = _validate(model, val_x, val_y, config, device)
+            model.eval()
+            val_loss, val_dice = _validate(forward, val_x, val_y, config, device, val_src, fmt)
             record = {
                 "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice,
                 "seconds": time.perf_counter() - t0, "slices_per_s": seen / train_seconds,
@@ -234,7 +265,8 @@ def train_unet(
             history.append(record)
             if val_dice > best_dice:
                 best_dice, best_epoch = val_dice, epoch
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+                              for k, v in model.state_dict().items()}  # fmt: skip
             bar.set_postfix(loss=f"{train_loss:.4f}", val_dice=f"{val_dice:.4f}")
             log.info(
                 "epoch %d/%d train_loss=%.4f val_loss=%.4f val_dice=%.4f (best %.4f @ %d) %.1fs %.1f slices/s",
@@ -249,32 +281,3 @@ def train_unet(
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model, best_state, best_epoch, best_dice, history, asdict(config), str(device))
-
-
-def predict_slices(model: UNet, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Probabilities for every slice, in eval mode under `torch.inference_mode`.
-
-    Runs on the model's device (bf16 autocast on CUDA); the model's train/eval mode is restored.
-
-    Args:
-        model: a `UNet` (any module with `forward_logits` returning (N, 1, H, W) logits).
-        x: (N, C, H, W) slices, numpy (memmaps are read batch by batch).
-        batch_size: slices per forward pass.
-
-    Returns:
-        (N, H, W) float32 probabilities in [0, 1].
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = np.empty((len(x), *x.shape[-2:]), dtype=np.float32)
-    batches = [np.arange(i, min(i + batch_size, len(x))) for i in range(0, len(x), batch_size)]
-    try:
-        with torch.inference_mode():
-            for idx, (xb, _) in zip(batches, _loader(x, None, batches, 0, device)):
-                with _autocast(device):
-                    logits = model.forward_logits(xb.to(device, non_blocking=True))
-                out[idx[0]:idx[-1] + 1] = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
-    finally:
-        model.train(was_training)
-    return out

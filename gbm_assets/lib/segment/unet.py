@@ -11,6 +11,14 @@ inside the blocks) follow the study's code, so its checkpoints load with `load_s
 
 Shapes: inputs are (N, C, H, W) float tensors with H and W divisible by 16 (four halvings).
 Reflect padding also needs every encoder level to be at least 2 pixels wide, so H, W >= 32.
+
+Padded layout (`UNet.padded_layout`, on by default): every block writes its output already
+reflect-padded by one pixel, and the next 3x3 conv runs with padding 0 on it. The numbers are
+those of `padding_mode="reflect"` (the same pad, then the same conv: forward outputs are
+bit-identical on CPU), but each tensor is padded once where it is produced, instead of once per
+consuming conv; under `torch.compile` the pad becomes an index remap inside the preceding
+BatchNorm / LeakyReLU kernel (and the concat of the decoder), not a separate pass over memory.
+With `padded_layout = False` each conv pads its own input, as `nn.Conv2d(padding_mode="reflect")`.
 """
 
 from __future__ import annotations
@@ -19,7 +27,17 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ConvBlock", "DownSample", "UpSample", "UNet", "count_parameters"]
+__all__ = ["ConvBlock", "DownSample", "UNet", "UpSample", "count_parameters", "reflect_pad"]
+
+
+def reflect_pad(x: torch.Tensor) -> torch.Tensor:
+    """One pixel of reflect padding on H and W: (N, C, H, W) -> (N, C, H + 2, W + 2)."""
+    return F.pad(x, (1, 1, 1, 1), mode="reflect")
+
+
+def _conv_prepadded(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv` on an input that already carries its one-pixel padding (so padding 0 here)."""
+    return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
 
 
 class ConvBlock(nn.Module):
@@ -49,8 +67,14 @@ class ConvBlock(nn.Module):
             nn.LeakyReLU(inplace=True),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor, padded: bool = False) -> torch.Tensor:
+        """padded=False: (N, C_in, H, W) -> (N, C_out, H, W). padded=True: the input carries a
+        one-pixel reflect border and so does the output, (N, C_in, H+2, W+2) -> (N, C_out, H+2, W+2)."""
+        if not padded:
+            return self.net(x)
+        conv1, bn1, drop1, act1, conv2, bn2, drop2, act2 = self.net
+        x = reflect_pad(act1(drop1(bn1(_conv_prepadded(conv1, x)))))
+        return reflect_pad(act2(drop2(bn2(_conv_prepadded(conv2, x)))))
 
 
 class DownSample(nn.Module):
@@ -71,8 +95,12 @@ class DownSample(nn.Module):
             nn.LeakyReLU(inplace=True),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(x)
+    def forward(self, x: torch.Tensor, padded: bool = False) -> torch.Tensor:
+        """padded=True: input and output carry a one-pixel reflect border (see ConvBlock)."""
+        if not padded:
+            return self.layer(x)
+        conv, bn, act = self.layer
+        return reflect_pad(act(bn(_conv_prepadded(conv, x))))
 
 
 class UpSample(nn.Module):
@@ -89,9 +117,12 @@ class UpSample(nn.Module):
         super().__init__()
         self.layer = nn.Conv2d(channels, channels // 2, kernel_size=1, stride=1)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, padded: bool = False) -> torch.Tensor:
+        """padded=True: x, skip and the output carry a one-pixel reflect border (see ConvBlock)."""
+        if padded:
+            x = x[..., 1:-1, 1:-1]
         x = self.layer(F.interpolate(x, scale_factor=2, mode="nearest"))
-        return torch.cat((x, skip), dim=1)
+        return torch.cat((reflect_pad(x) if padded else x, skip), dim=1)
 
 
 class UNet(nn.Module):
@@ -111,6 +142,8 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int = 1, base: int = 64, p: float = 0.3):
         super().__init__()
         self.in_channels, self.base, self.p = in_channels, base, p
+        self.padded_layout = True
+        """Blocks hand each other reflect-padded outputs (same numbers, fewer passes; module docstring)."""
         # Encoder
         self.c1 = ConvBlock(in_channels, base, p)
         self.d1 = DownSample(base)
@@ -141,16 +174,17 @@ class UNet(nn.Module):
         h, w = x.shape[-2:]
         if h % 16 or w % 16 or h < 32 or w < 32:
             raise ValueError(f"H and W must be multiples of 16 and >= 32, got {h}x{w}")
-        l1 = self.c1(x)
-        l2 = self.c2(self.d1(l1))
-        l3 = self.c3(self.d2(l2))
-        l4 = self.c4(self.d3(l3))
-        l5 = self.c5(self.d4(l4))
-        r4 = self.c6(self.u1(l5, l4))
-        r3 = self.c7(self.u2(r4, l3))
-        r2 = self.c8(self.u3(r3, l2))
-        r1 = self.c9(self.u4(r2, l1))
-        return self.head(r1)
+        pad = self.padded_layout
+        l1 = self.c1(reflect_pad(x) if pad else x, pad)
+        l2 = self.c2(self.d1(l1, pad), pad)
+        l3 = self.c3(self.d2(l2, pad), pad)
+        l4 = self.c4(self.d3(l3, pad), pad)
+        l5 = self.c5(self.d4(l4, pad), pad)
+        r4 = self.c6(self.u1(l5, l4, pad), pad)
+        r3 = self.c7(self.u2(r4, l3, pad), pad)
+        r2 = self.c8(self.u3(r3, l2, pad), pad)
+        r1 = self.c9(self.u4(r2, l1, pad), pad)
+        return self.head(r1[..., 1:-1, 1:-1] if pad else r1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities, as in the study: sigmoid(forward_logits(x)), shape (N, 1, H, W)."""

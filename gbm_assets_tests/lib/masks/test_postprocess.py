@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from gbm_assets.lib.segment.postprocess import postprocess_mask
+from gbm_assets.lib.masks.postprocess import postprocess_mask
 
 
 def blobs() -> np.ndarray:

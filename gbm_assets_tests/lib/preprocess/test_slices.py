@@ -1,4 +1,4 @@
-"""Training slices: selection, patient splits, memory-mapped arrays and their index."""
+"""Training slices: selection, memory-mapped arrays and their index."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gbm_assets.lib.contract import SUBTYPES
+from gbm_assets.lib.contract import MODEL_INPUTS as INPUTS
 from gbm_assets.lib.preprocess.slices import (
-    INPUTS,
     SliceConfig,
-    assert_disjoint_splits,
-    patient_splits,
     select_slices,
     write_slice_arrays,
 )
-from gbm_assets.lib.preprocess.volumes import PreprocessConfig, load_preprocessed, preprocess_patient, save_preprocessed
+from gbm_assets.lib.preprocess.volumes import (
+    PreprocessConfig,
+    load_preprocessed,
+    preprocess_patient,
+    save_preprocessed,
+)
 from gbm_assets_tests.lib.preprocess import LAS_ANISO, RAS_1MM, synthetic_case
 
 
@@ -35,56 +37,6 @@ def test_select_slices_takes_every_lesion_slice_and_the_fraction_of_brain_slices
     assert select_slices(np.zeros_like(labels), 1.0, np.random.default_rng(0), np.zeros_like(brain)).size == 0
     with pytest.raises(ValueError):
         select_slices(labels, 1.5, np.random.default_rng(0), brain)
-
-
-def _cohort(n_per_subtype: dict, n_unknown: int):
-    ids, subs = [], []
-    for s, n in n_per_subtype.items():
-        ids += [f"{s[:3]}-{i:02d}" for i in range(n)]
-        subs += [s] * n
-    ids += [f"unk-{i:02d}" for i in range(n_unknown)]
-    subs += [None if i % 2 else float("nan") for i in range(n_unknown)]
-    return ids, subs
-
-
-def test_patient_splits_are_deterministic_disjoint_and_stratified():
-    ids, subs = _cohort({"Classical": 12, "Mesenchymal": 10, "Proneural": 8, "Neural": 3}, 7)
-    splits = patient_splits(ids, subs, seed=7)
-    assert set(splits) == set(ids) and set(splits.values()) == {"train", "validation", "test"}
-    counts = pd.Series(splits).value_counts()
-    assert (counts["train"], counts["validation"], counts["test"]) == (28, 6, 6)
-    assert patient_splits(ids, subs, seed=7) == splits
-    assert patient_splits(ids[::-1], subs[::-1], seed=7) == splits  # input order does not matter
-    assert patient_splits(ids, dict(zip(ids, subs)), seed=7) == splits
-    assert patient_splits(ids, subs, seed=8) != splits
-    for subtype in SUBTYPES:
-        assert any(splits[p] == "train" for p, s in zip(ids, subs) if s == subtype)
-
-
-@pytest.mark.parametrize("seed", range(20))
-def test_patient_splits_small_random_cohorts_fill_every_split_and_train_every_subtype(seed):
-    rng = np.random.default_rng(seed)
-    n_per = {s: int(rng.integers(0, 6)) for s in SUBTYPES}
-    ids, subs = _cohort(n_per, int(rng.integers(0, 4)))
-    if len(ids) < 3:
-        ids, subs = _cohort({"Classical": 3}, 0)
-    splits = patient_splits(ids, subs, seed=seed)
-    assert set(splits.values()) == {"train", "validation", "test"}
-    for subtype, n in n_per.items():
-        if n >= 3:
-            assert any(splits[p] == "train" for p, s in zip(ids, subs) if s == subtype), (n_per, splits)
-
-
-@pytest.mark.parametrize("n", [3, 4, 5, 7, 10])
-def test_patient_splits_without_subtypes(n):
-    splits = patient_splits([f"p{i}" for i in range(n)], None, seed=0)
-    assert set(splits.values()) == {"train", "validation", "test"}
-
-
-@pytest.mark.parametrize("n", [0, 1, 2])
-def test_patient_splits_needs_three_patients(n):
-    with pytest.raises(ValueError, match=f"at least 3 patients.*got {n}"):
-        patient_splits([f"p{i}" for i in range(n)], None)
 
 
 @pytest.fixture
@@ -127,7 +79,6 @@ def test_write_slice_arrays_shapes_and_index(tmp_path, patients):
             np.testing.assert_array_equal(arrays["stack"][r], np.stack(stack))
             sx, sy, _ = patient.spacing
             assert area == pytest.approx((patient.labels[:, :, z] > 0).sum() * sx * sy)
-    assert assert_disjoint_splits(index) == []
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
     again, _ = write_slice_arrays(tmp_path / "again", patients, SliceConfig(lesion_free_fraction=0.5, seed=3))
@@ -146,9 +97,3 @@ def test_write_slice_arrays_rejects_duplicates_and_unknown_splits(tmp_path, pati
         write_slice_arrays(tmp_path / "dup", [patients[0], patients[0]])
     with pytest.raises(ValueError, match="unknown split"):
         write_slice_arrays(tmp_path / "bad", [("c1", "A", patients[0][2], "holdout")])
-
-
-def test_assert_disjoint_splits_names_leaking_patients():
-    df = pd.DataFrame({"patient_id": ["a", "a", "b", "c", "c"], "split": ["train", "test", "train", "test", "test"]})
-    assert assert_disjoint_splits(df) == ["a"]
-    assert assert_disjoint_splits(df.iloc[0:0]) == []

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from gbm_assets.lib.contract import LabelError, region_mask
-from gbm_assets.lib.preprocess.grid import NativeTransform, crop_or_pad, from_ras, reorient_to_ras, to_native
+from gbm_assets.lib.preprocess.grid import (
+    NativeTransform,
+    crop_or_pad,
+    from_ras,
+    reorient_to_ras,
+    to_native,
+)
 from gbm_assets.lib.preprocess.volumes import (
     PreprocessConfig,
     load_preprocessed,
@@ -19,7 +25,14 @@ from gbm_assets.lib.preprocess.volumes import (
     save_preprocessed,
 )
 from gbm_assets_tests.conftest import shared_case
-from gbm_assets_tests.lib.preprocess import LAS_ANISO, LPS_1MM, PERMUTED, RAS_1MM, dice, synthetic_case
+from gbm_assets_tests.lib.preprocess import (
+    LAS_ANISO,
+    LPS_1MM,
+    PERMUTED,
+    RAS_1MM,
+    dice,
+    synthetic_case,
+)
 
 
 @pytest.mark.parametrize(
@@ -54,7 +67,7 @@ def test_resampling_keeps_physical_size_and_world_position():
     assert nib.aff2axcodes(p.affine) == ("R", "A", "S")
     np.testing.assert_allclose(np.sqrt((p.affine[:3, :3] ** 2).sum(axis=0)), [1, 1, 3])
     # the tumour's centroid sits at the same world position (within half a voxel)
-    world = lambda aff, mask: (aff @ [*np.argwhere(mask).mean(axis=0), 1])[:3]  # noqa: E731
+    world = lambda aff, mask: (aff @ [*np.argwhere(mask).mean(axis=0), 1])[:3]
     native = np.asarray(labels.dataobj) > 0
     np.testing.assert_allclose(world(p.affine, p.labels > 0), world(LAS_ANISO, native), atol=0.5)
 
@@ -195,7 +208,7 @@ def test_tcga_06_1802_preprocesses_and_maps_back():
     assert native.sum() > 1000
     assert dice(back, native) > 0.9
     # the oblique affine is carried, not resampled: the tumour stays at the same world position
-    world = lambda aff, mask: (aff @ [*np.argwhere(mask).mean(axis=0), 1])[:3]  # noqa: E731
+    world = lambda aff, mask: (aff @ [*np.argwhere(mask).mean(axis=0), 1])[:3]
     np.testing.assert_allclose(world(p.affine, p.labels > 0), world(labels.affine, native), atol=1.0)
 
 
@@ -211,3 +224,22 @@ def test_msd_brats001_round_trip_is_exact():
     assert p.images.shape == (4, 192, 192, 155) and p.spacing == (1.0, 1.0, 1.0)
     # 1 mm RAS in, 1 mm out: the labels come back voxel for voxel (the brain fits the 192 mm window)
     np.testing.assert_array_equal(to_native(p.labels, p.transform), np.asarray(labels.dataobj))
+
+
+def test_voxel_volume_ml_is_the_affines_determinant_in_ml():
+    from gbm_assets.lib.preprocess.grid import voxel_volume_ml
+
+    assert voxel_volume_ml(np.diag([-0.5, 0.5, 3.0, 1.0])) == pytest.approx(0.00075)
+    assert voxel_volume_ml(PERMUTED) == pytest.approx(0.001)
+    assert voxel_volume_ml(tuple(map(tuple, np.diag([2.0, 2.0, 2.0, 1.0])))) == pytest.approx(0.008)
+    assert voxel_volume_ml(np.zeros((4, 4))) == 0.0
+
+
+def test_save_nifti_writes_atomically_and_round_trips(tmp_path):
+    from gbm_assets.lib.preprocess.volumes import save_nifti
+
+    data = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    path = save_nifti(tmp_path / "x.nii.gz", nib.Nifti1Image(data, LAS_ANISO))
+    np.testing.assert_array_equal(np.asarray(nib.load(str(path)).dataobj), data)
+    np.testing.assert_allclose(nib.load(str(path)).affine, LAS_ANISO)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.nii.gz"]  # no temp file left

@@ -1,0 +1,1 @@
+"""Preprocess: preprocessed volumes and 2D training slices, per cohort."""

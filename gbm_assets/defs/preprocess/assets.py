@@ -1,0 +1,162 @@
+"""Preprocess assets: each valid patient's volumes on a common grid, the 2D training slices, and
+the subject-level splits over every cohort."""
+
+import dagster as dg
+import pandas as pd
+
+from gbm_assets.defs.partitions import COHORTS, cohorts_partitions
+from gbm_assets.defs.patients import for_each_patient
+from gbm_assets.defs.preprocess.config import (
+    PreprocessSettings,
+    SliceSettings,
+    source_version,
+)
+from gbm_assets.defs.resources import DataRootResource
+from gbm_assets.lib.contract import SEQUENCES
+from gbm_assets.lib.preprocess import grid, slices, splits, volumes
+from gbm_assets.lib.preprocess.slices import SliceConfig, write_slice_arrays
+from gbm_assets.lib.preprocess.splits import split_table, subject_ids, subject_split
+from gbm_assets.lib.preprocess.volumes import (
+    PreprocessConfig,
+    preprocess_patient,
+    read_case,
+    save_preprocessed,
+)
+from gbm_assets.lib.store.tables import read_parquet
+
+PREPROCESSED_COLUMNS = [
+    "cohort", "patient_id", "status", "problems", "dir", "has_labels",
+    "shape_x", "shape_y", "shape_z", "spacing_x_mm", "spacing_y_mm", "spacing_z_mm",
+]  # fmt: skip
+
+
+def _image_paths(row) -> dict[str, str]:
+    return {s: getattr(row, f"{s}_path") for s in SEQUENCES if isinstance(getattr(row, f"{s}_path"), str) and getattr(row, f"{s}_path")}
+
+
+def _first_image(row) -> str:
+    """The first sequence file a patient has, named in its error messages."""
+    return next(iter(_image_paths(row).values()), "")
+
+
+def _preprocess_one(row, config: PreprocessConfig, out_dir) -> dict:
+    paths = _image_paths(row)
+    labels = row.labels_path if isinstance(row.labels_path, str) else None
+    images, label_img = read_case(paths, labels, row.label_scheme)
+    patient = preprocess_patient(images, label_img, config)
+    save_preprocessed(patient, out_dir)
+    shape, spacing = patient.images.shape[1:], patient.spacing
+    return {"patient_id": row.patient_id, "status": "ok", "problems": "", "dir": str(out_dir), "has_labels": patient.labels is not None,
+            "shape_x": shape[0], "shape_y": shape[1], "shape_z": shape[2],
+            "spacing_x_mm": spacing[0], "spacing_y_mm": spacing[1], "spacing_z_mm": spacing[2]}  # fmt: skip
+
+
+@dg.asset(
+    partitions_def=cohorts_partitions,
+    group_name="preprocess",
+    io_manager_key="table_io_manager",
+    kinds={"nifti", "parquet"},
+    code_version=source_version(volumes, grid),
+    description="Each valid patient in RAS, resampled, cropped/padded and z-scored per sequence; files per patient.",
+)
+def preprocessed_volumes(
+    context: dg.AssetExecutionContext, config: PreprocessSettings, raw_cohort: pd.DataFrame, data_root: DataRootResource
+) -> dg.Output[pd.DataFrame]:
+    cohort, root = context.partition_key, data_root.root()
+    settings = PreprocessConfig(target_spacing_mm=config.target_spacing_mm, slice_thickness_mm=config.slice_thickness_mm, size=config.size)
+    valid = raw_cohort[raw_cohort["status"] == "ok"]
+    outcome = for_each_patient(
+        context, cohort, valid.itertuples(),
+        lambda row: _preprocess_one(row, settings, root.volume_dir("preprocessed", cohort, row.patient_id)),
+        what="preprocessing", file_of=_first_image,
+    )  # fmt: skip
+    failed = [{"patient_id": f["patient_id"], "status": "excluded", "problems": f["problem"], "has_labels": False} for f in outcome.failures]
+    table = pd.DataFrame([*outcome.results, *failed], columns=PREPROCESSED_COLUMNS).assign(cohort=cohort)
+    if table.empty:
+        raise dg.Failure(description=f"cohort {cohort!r}: no valid patients in raw_cohort to preprocess")
+    order = {pid: i for i, pid in enumerate(valid["patient_id"])}  # the raw_cohort order, failures in place
+    table = table.sort_values("patient_id", key=lambda s: s.map(order), ignore_index=True)
+    return dg.Output(
+        table,
+        metadata={
+            "patients": len(table),
+            "preprocessed": int((table["status"] == "ok").sum()),
+            "failed": int((table["status"] != "ok").sum()),
+            "target_spacing_mm": config.target_spacing_mm,
+            "size": config.size,
+            "volumes_dir": dg.MetadataValue.path(str(root.volume_dir("preprocessed", cohort))),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=cohorts_partitions,
+    group_name="preprocess",
+    io_manager_key="table_io_manager",
+    kinds={"numpy", "parquet"},
+    code_version=source_version(slices, splits),
+    description="Axial 2D slices per model input (memory-mapped .npy) and their index, with each patient's "
+    "subject id and its subject-level split (the same subject gets the same split in every cohort).",
+)
+def training_slices(
+    context: dg.AssetExecutionContext,
+    config: SliceSettings,
+    preprocessed_volumes: pd.DataFrame,
+    raw_cohort: pd.DataFrame,
+    data_root: DataRootResource,
+) -> dg.Output[pd.DataFrame]:
+    cohort, root = context.partition_key, data_root.root()
+    labelled = preprocessed_volumes[(preprocessed_volumes["status"] == "ok") & preprocessed_volumes["has_labels"].astype(bool)]
+    declared = raw_cohort.set_index("patient_id")["subject_id"].to_dict() if "subject_id" in raw_cohort else {}
+    subjects = subject_ids(cohort, labelled["patient_id"], declared)
+    fractions = (config.train_fraction, config.validation_fraction, config.test_fraction)
+    try:
+        split_of = {pid: subject_split(subject, fractions, config.seed) for pid, subject in subjects.items()}
+    except ValueError as exc:
+        raise dg.Failure(description=f"cohort {cohort!r}: cannot split patients with masks for training: {exc}") from exc
+    patients = [(cohort, pid, root.volume_dir("preprocessed", cohort, pid), split_of[pid]) for pid in labelled["patient_id"]]
+    out_dir = root.volume_dir("training_slices", cohort)
+    index, skipped = write_slice_arrays(out_dir, patients, SliceConfig(config.lesion_free_fraction, config.seed))
+    index["subject_id"] = index["patient_id"].map(subjects)
+    for pid, reason in skipped:
+        context.log.warning(f"cohort {cohort}, patient {pid}: skipped for training slices: {reason}")
+    lesion_slices = int((index["lesion_area_mm2"] > 0).sum())
+    if lesion_slices == 0:
+        raise dg.Failure(description=f"cohort {cohort!r}: no lesion-bearing slices among {len(index)} slices; nothing to train on")
+    by_split = index.groupby("split").agg(slices=("row", "size"), patients=("patient_id", "nunique"))
+    return dg.Output(
+        index,
+        metadata={
+            "slices": len(index),
+            "lesion_slices": lesion_slices,
+            "skipped_patients": dg.MetadataValue.json([{"patient_id": p, "reason": r} for p, r in skipped]),
+            "splits": dg.MetadataValue.md(by_split.to_markdown()),
+            "arrays_dir": dg.MetadataValue.path(str(out_dir)),
+        },
+    )
+
+
+@dg.asset(
+    group_name="preprocess",
+    io_manager_key="table_io_manager",
+    deps=[dg.AssetDep("training_slices", partition_mapping=dg.AllPartitionMapping())],
+    kinds={"parquet"},
+    description="Every training patient of every cohort with training_slices: one row per (cohort, patient_id, "
+    "subject_id, split). The U-Nets train on the patients it lists.",
+)
+def training_splits(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.Output[pd.DataFrame]:
+    root = data_root.root()
+    cohorts = [c for c in sorted(context.instance.get_dynamic_partitions(COHORTS)) if root.table_file("training_slices", c).is_file()]
+    if not cohorts:
+        raise dg.Failure(description="no cohort has training_slices yet; materialize training_slices for a labelled cohort first")
+    table = split_table([read_parquet(root.table_file("training_slices", c)) for c in cohorts])
+    counts = table.groupby(["cohort", "split"]).size().unstack(fill_value=0)
+    return dg.Output(
+        table,
+        metadata={
+            "cohorts": dg.MetadataValue.json(cohorts),
+            "patients": len(table),
+            "subjects": int(table["subject_id"].nunique()),
+            "patients_per_split": dg.MetadataValue.md(counts.to_markdown()),
+        },
+    )

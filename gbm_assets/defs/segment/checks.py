@@ -1,0 +1,61 @@
+"""Checks on the U-Net assets, per model input. Named as predicates; expected and actual values in metadata.
+
+The checks on unet_model look at the version unet_model produced in the same run (see `versions.py`).
+"""
+
+import tempfile
+
+import dagster as dg
+import pandas as pd
+
+from gbm_assets.defs.partitions import model_inputs_partitions
+from gbm_assets.defs.segment.versions import CHAMPION_METRIC, produced_version
+from gbm_assets.lib.segment.checkpoint import weights_finite
+from gbm_assets.lib.store.tracking import champion_metric, should_promote
+
+TEST_DICE_FLOOR = 0.5
+"""A model whose mean test 3D Dice is below this gets a warning (the demo's models reach ~0.8+)."""
+
+
+@dg.asset_check(asset="unet_model", partitions_def=model_inputs_partitions, blocking=True, description="Every weight of the new checkpoint is finite.")
+def unet_model_weights_finite(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    version = produced_version(context)
+    with tempfile.TemporaryDirectory() as tmp:
+        finite, bad = weights_finite(version.checkpoint(tmp))
+    return dg.AssetCheckResult(
+        passed=finite,
+        metadata={"model_version": version.version, "mlflow_run_id": version.run_id, "tensors_not_finite": dg.MetadataValue.json(bad[:50])},
+    )
+
+
+@dg.asset_check(
+    asset="unet_model",
+    partitions_def=model_inputs_partitions,
+    blocking=True,
+    description="The new version's validation Dice beats the current champion's; otherwise unet_champion does not run.",
+)
+def unet_model_beats_champion(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    version = produced_version(context)
+    candidate = version.metric(CHAMPION_METRIC)
+    champion, value = champion_metric(version.model_name, CHAMPION_METRIC, version.tracking_uri)
+    passed = candidate is not None and (champion == version.version or should_promote(candidate, value))
+    return dg.AssetCheckResult(
+        passed=bool(passed),
+        metadata={
+            "candidate_version": version.version,
+            "candidate_val_dice": float("nan") if candidate is None else float(candidate),
+            "champion_version": str(champion),
+            "champion_val_dice": float("nan") if value is None else float(value),
+        },
+    )
+
+
+@dg.asset_check(asset="segmentation_metrics", partitions_def=model_inputs_partitions, description=f"Mean test 3D Dice is at least {TEST_DICE_FLOOR}.")
+def segmentation_metrics_test_dice_above_floor(segmentation_metrics: pd.DataFrame) -> dg.AssetCheckResult:
+    test = segmentation_metrics[(segmentation_metrics["split"] == "test") & (segmentation_metrics["metric"] == "dice_3d")]
+    value = float(test["value"].iloc[0]) if len(test) else float("nan")
+    return dg.AssetCheckResult(
+        passed=bool(value >= TEST_DICE_FLOOR),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"test_dice_3d": value, "floor": TEST_DICE_FLOOR},
+    )

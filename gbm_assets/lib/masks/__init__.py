@@ -1,0 +1,1 @@
+"""Masks: post-processing of predicted probabilities and the way back to each patient's native grid."""

@@ -1,0 +1,66 @@
+"""U-Net checkpoints on disk: one `.pt` file holding the architecture and the weights.
+
+Written by `save_checkpoint` (atomically), read back by `load_checkpoint` as an eval-mode CPU
+model; `weights_finite` inspects the weights without building the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from gbm_assets.lib.segment.unet import UNet
+from gbm_assets.lib.store.files import write_atomic
+
+
+def architecture(in_channels: int, base: int, dropout: float) -> dict:
+    """The constructor arguments that rebuild a `UNet` (stored in the checkpoint and as run params)."""
+    return {"in_channels": int(in_channels), "base": int(base), "dropout": float(dropout)}
+
+
+def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], arch: Mapping, input_name: str) -> Path:
+    """Write `{"architecture", "state_dict", "input"}` to `path` atomically (parents created)."""
+    blob = {"architecture": dict(arch), "state_dict": dict(state_dict), "input": input_name}
+    return write_atomic(path, lambda tmp: torch.save(blob, tmp))
+
+
+def load_checkpoint(path: str | Path) -> UNet:
+    """Rebuild the U-Net of a checkpoint written by `save_checkpoint` (eval mode, CPU)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    arch = blob["architecture"]
+    model = UNet(in_channels=arch["in_channels"], base=arch["base"], p=arch["dropout"])
+    model.load_state_dict(blob["state_dict"])
+    return model.eval()
+
+
+def weights_finite(path: str | Path) -> tuple[bool, list[str]]:
+    """(all finite, names of floating-point tensors holding NaN or inf) of a checkpoint's weights."""
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    bad = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    return not bad, bad
+
+
+CHECKPOINT_ARTIFACT = "checkpoint"
+"""The artifact folder of a U-Net's MLflow run that holds its checkpoint file."""
+
+
+def registered_model_name(input_name: str) -> str:
+    """The MLflow registered-model name of the U-Net for one model input."""
+    return f"gbm-unet-{input_name}"
+
+
+def logged_checkpoint(tracking_uri: str, run_id: str, dst: str | Path) -> Path:
+    """Download the checkpoint a U-Net run logged (under `CHECKPOINT_ARTIFACT`) into `dst`; its path.
+
+    Raises:
+        FileNotFoundError: the run has no checkpoint file (the message names the run).
+    """
+    from gbm_assets.lib.store.tracking import download_run_artifacts
+
+    folder = download_run_artifacts(tracking_uri, run_id, CHECKPOINT_ARTIFACT, dst)
+    found = sorted(folder.glob("*.pt"))
+    if not found:
+        raise FileNotFoundError(f"MLflow run {run_id} has no checkpoint in its {CHECKPOINT_ARTIFACT!r} artifacts")
+    return found[0]
