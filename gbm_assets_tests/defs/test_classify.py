@@ -1,37 +1,46 @@
-"""The classify assets through Dagster: features -> training table -> classifier -> predictions, and the survival view.
+"""The classify assets through Dagster: wide features -> training table -> classifier -> gated champion
+-> predictions.
 
-Upstream tables (radiomic_features, clinical_records, tumor_burden) are written as Parquet files into a
-temp data root and declared as external `AssetSpec`s; MLflow uses the default SQLite store under that root.
+Upstream tables (radiomic_features_wide, clinical_records) are written as Parquet files into a temp
+data root; MLflow uses the default SQLite store under that root.
 """
 
+import json
 import os
 
-import mlflow
-import json
-
 import dagster as dg
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from lifelines.statistics import logrank_test
+from mlflow import MlflowClient
 
-from gbm_assets.defs import classify
-from gbm_assets.defs.partitions import cohorts_partitions
-from gbm_assets.defs.resources import DataRootResource, PartitionedParquetIOManager
-from gbm_assets.lib.classify.features import LONG_COLUMNS
-from gbm_assets.lib.classify.report import PREDICTION_COLUMNS, proba_column
+from gbm_assets.defs.classify.checks import (
+    subtype_classifier_beats_majority_baseline,
+    subtype_training_table_covers_every_subtype,
+)
+from gbm_assets.lib.classify.features import LONG_COLUMNS, wide_features
+from gbm_assets.lib.classify.registry import MODEL_NAME
+from gbm_assets.lib.classify.tables import PREDICTION_COLUMNS, proba_column
 from gbm_assets.lib.contract import SUBTYPES
-from gbm_assets.lib.paths import DataRoot
-from gbm_assets.lib.tables import write_parquet_atomic
-from gbm_assets.lib.warehouse import query
+from gbm_assets.lib.store.paths import DataRoot
+from gbm_assets.lib.store.tables import write_parquet_atomic
+from gbm_assets.lib.store.warehouse import query
+from gbm_assets_tests.conftest import (
+    add_cohort,
+    check_evaluation,
+    failure_message,
+    materialize,
+    metadata,
+)
 
-UPSTREAM = [dg.AssetSpec(k, partitions_def=cohorts_partitions) for k in ("radiomic_features", "clinical_records", "tumor_burden")]
 FEATURES = [  # (sequence, region, feature_class, feature); the last one is absent from cohort "fresh"
     ("any", "whole_tumor", "shape", "MeshVolume"), ("any", "whole_tumor", "shape", "Sphericity"),
     ("t1c", "whole_tumor", "firstorder", "Mean"), ("flair", "whole_tumor", "firstorder", "Entropy"),
     ("t2", "whole_tumor", "glcm", "Contrast"), ("t1", "whole_tumor", "glcm", "Correlation"),
 ]  # fmt: skip
 FAST = {"n_splits": 3, "n_repeats": 1, "top_k_features": 5}
+TRAIN = ["subtype_training_table", "subtype_classifier", "subtype_champion"]
 
 
 @pytest.fixture
@@ -39,30 +48,21 @@ def root(data_root, monkeypatch):
     """The temp data root, with MLflow on its default store there; mlflow's global URI reset afterwards."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     yield data_root
-    import mlflow
-
     mlflow.set_tracking_uri(None)  # mlflow exports the URI to the environment; do not leak it to other tests
 
 
-def materialize(root, selection, cohorts=(), partition=None, run_config=None, raise_on_error=True):
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("cohorts", list(cohorts))
-    return dg.materialize(
-        [*UPSTREAM, *classify.assets, *classify.checks],
-        selection=selection,
-        partition_key=partition,
-        instance=instance,
-        run_config=run_config,
-        resources={
-            "data_root": DataRootResource(path=str(root)),
-            "table_io_manager": PartitionedParquetIOManager(data_root=str(root)),
-        },
-        raise_on_error=raise_on_error,
-    )
-
-
-def classifier_config(config: dict) -> dict:
-    return {"ops": {"subtype_classifier": {"config": config}}}
+def run(root, selection, *, cohorts=(), partition=None, config=None, table=None, raise_on_error=True):
+    """Materialize `selection`; `config` configures subtype_classifier, `table` subtype_training_table."""
+    ops = {}
+    if config is not None:
+        ops["subtype_classifier"] = {"config": config}
+    if table is not None:
+        ops["subtype_training_table"] = {"config": table}
+    instance = None
+    if cohorts:
+        instance = dg.DagsterInstance.ephemeral()
+        add_cohort(instance, *cohorts)
+    return materialize(root, selection, partition, instance=instance, run_config=ops, raise_on_error=raise_on_error)
 
 
 def write_table(root, table: str, cohort: str, rows) -> None:
@@ -95,165 +95,139 @@ def write_cohorts(root) -> None:
     """Cohort "train": 24 labelled patients (6 per subtype); cohort "fresh": 6 unlabelled lacking one feature."""
     train = [f"T{i:02d}" for i in range(24)]
     labels = [SUBTYPES[i % 4] for i in range(24)]
-    write_table(root, "radiomic_features", "train", long_features("train", train, labels, seed=1))
+    write_table(root, "radiomic_features_wide", "train", wide_features(pd.DataFrame(long_features("train", train, labels, seed=1))))
     write_table(root, "clinical_records", "train", clinical("train", train, labels))
     fresh = [f"F{i}" for i in range(6)]
     rows = long_features("fresh", fresh, [SUBTYPES[i % 4] for i in range(6)], seed=1, features=FEATURES[:-1])
-    write_table(root, "radiomic_features", "fresh", rows)
+    write_table(root, "radiomic_features_wide", "fresh", wide_features(pd.DataFrame(rows)))
     write_table(root, "clinical_records", "fresh", clinical("fresh", fresh, [None] * 6))
 
 
-def meta(result, node: str) -> dict:
-    return {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
+def champion_version(root) -> str:
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    return str(client.get_model_version_by_alias(MODEL_NAME, "champion").version)
 
 
-def checks(result) -> dict:
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
-
-
-def failure_message(result) -> str:
-    return next(str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure)
-
-
-def tmp_path_factory_elsewhere(root):
-    return root.parent / "elsewhere" / "mlflow.db"
-
-
-def test_features_to_predictions_with_a_guarded_champion(root):
-    from mlflow import MlflowClient
-
+def test_features_to_predictions_through_the_champion_gate(root):
     write_cohorts(root)
-    first = materialize(root, ["subtype_training_table", "subtype_classifier"], run_config=classifier_config(FAST))
-    assert first.success
+    first = run(root, TRAIN, config=FAST)
     table = query(DataRoot(root), "select * from subtype_training_table")
     assert len(table) == 24 and set(table["roi_source"]) == {"predicted"} and table["subtype"].notna().all()
-    assert meta(first, "subtype_training_table")["features"] == len(FEATURES)
+    assert metadata(first, "subtype_training_table")["features"] == len(FEATURES)
 
-    cv = meta(first, "subtype_classifier")
-    assert cv["mlp_balanced_accuracy"] > cv["majority_balanced_accuracy"] + 0.2
-    assert cv["promoted"] and cv["model_version"] == "1" == cv["champion_version"]
-    assert checks(first)["subtype_classifier_beats_majority_baseline"].passed
+    cv = metadata(first, "subtype_classifier")
+    assert cv["mlp_balanced_accuracy"] > cv["majority_balanced_accuracy"] + 0.2 and cv["model_version"] == "1"
+    assert check_evaluation(first, "subtype_classifier_beats_majority_baseline").passed
+    assert check_evaluation(first, "subtype_classifier_beats_champion").passed  # no champion yet
+    assert metadata(first, "subtype_champion")["champion_version"] == "1" == champion_version(root)
     summary = query(DataRoot(root), "select * from subtype_classifier order by model")
     assert list(summary["model"]) == ["logreg", "majority", "mlp", "rf"]
-    wanted = {"accuracy", "balanced_accuracy", "macro_f1", "auc_mesenchymal", "mlflow_run_id", "model_version", "promoted"}
+    wanted = {"accuracy", "balanced_accuracy", "macro_f1", "auc_mesenchymal", "mlflow_run_id", "model_version",
+              "folds_sha256", "fold_balanced_accuracy"}
     assert wanted <= set(summary.columns)
+    mlp = summary.set_index("model").loc["mlp"]
+    assert np.mean(json.loads(mlp["fold_balanced_accuracy"])) == pytest.approx(mlp["balanced_accuracy"])
     report = DataRoot(root).model_dir("subtype_classifier") / cv["mlflow_run_id"]
     assert {"roc.png", "confusion.png", "top_features.png", "feature_columns.json"} <= {p.name for p in report.iterdir()}
     expected = json.loads((report / "feature_columns.json").read_text())
-    assert len(expected) == len(FEATURES) and "data:image/png;base64," in cv["plots"]
-
+    assert len(expected) == len(FEATURES)
+    # each figure its own entry, served by the MLflow UI from the run's artifacts (short, so shown inline)
+    assert cv["plot_roc"].startswith("![") and "report%2Froc.png" in cv["plot_roc"] and len(cv["plot_roc"]) < 1000
+    assert cv["mlflow_run"].endswith(f"/runs/{cv['mlflow_run_id']}") and "/#/experiments/" in cv["mlflow_run"]
+    assert cv["mlflow_model_version"].endswith(f"/#/models/{MODEL_NAME}/versions/1")
+    assert "mlflow ui --backend-store-uri sqlite:///" in cv["mlflow_ui_command"]
+    assert "pooled out-of-fold" in cv["auc_definition"]
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    assert str(client.get_model_version_by_alias("gbm-subtype-classifier", "champion").version) == "1"
     assert "cv_balanced_accuracy_mlp" in client.get_run(cv["mlflow_run_id"]).data.metrics
 
-    # a step process starts with MLflow pointed nowhere in particular: the champion must still be
-    # found in the data root's store (this once fell back to ./mlflow.db)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path_factory_elsewhere(root)}")
-    os.environ.pop("MLFLOW_TRACKING_URI", None)  # set_tracking_uri exports it; a user override is not what we simulate
-    scored = materialize(root, ["subtype_predictions"], cohorts=["fresh"], partition="fresh")
-    assert scored.success and checks(scored)["subtype_predictions_probabilities_sum_to_one"].passed
+    # a step process starts with MLflow pointed elsewhere: the champion must still be found in the data root's store
+    mlflow.set_tracking_uri(f"sqlite:///{root.parent / 'elsewhere' / 'mlflow.db'}")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    scored = run(root, ["subtype_predictions"], cohorts=["fresh"], partition="fresh")
     preds = query(DataRoot(root), "select * from subtype_predictions")
     assert list(preds.columns[: len(PREDICTION_COLUMNS)]) == list(PREDICTION_COLUMNS)
     assert len(preds) == 6 and set(preds["model_version"]) == {"1"}
     assert np.allclose(preds[[proba_column(s) for s in SUBTYPES]].sum(axis=1), 1.0)
     assert preds["subtypes_multilabel"].str.len().gt(0).all()
-    pmeta = meta(scored, "subtype_predictions")
-    assert pmeta["missing_feature_names"] == [e for e in expected if e.startswith("t1__")]  # FEATURES[-1], by name
+    assert metadata(scored, "subtype_predictions")["missing_feature_names"] == [e for e in expected if e.startswith("t1__")]
+    assert not preds["in_training_set"].any() and metadata(scored, "subtype_predictions")["in_training_set"] == 0
+    # the training cohort scored by its own champion: every prediction is in-sample, and said so
+    in_sample = metadata(run(root, ["subtype_predictions"], cohorts=["train"], partition="train"), "subtype_predictions")
+    assert in_sample["in_training_set"] == 24 and "IN-SAMPLE" in in_sample["trust"]
+    train_preds = pd.read_parquet(DataRoot(root).table_file("subtype_predictions", "train"))
+    assert train_preds["in_training_set"].all()
 
-    # equal (not better) CV balanced accuracy: registered as version 2, the champion stays 1
-    second = materialize(root, ["subtype_classifier"], run_config=classifier_config({**FAST, "models": ["mlp", "majority"]}))
-    again = meta(second, "subtype_classifier")
-    assert again["model_version"] == "2" and not again["promoted"] and again["champion_version"] == "1"
-    assert again["mlp_balanced_accuracy"] == cv["mlp_balanced_accuracy"]
-    assert str(client.get_model_version_by_alias("gbm-subtype-classifier", "champion").version) == "1"
-    assert {str(v.version) for v in client.search_model_versions("name='gbm-subtype-classifier'")} == {"1", "2"}
+
+def test_a_worse_classifier_is_not_promoted_and_a_better_one_is(root):
+    write_cohorts(root)
+    weak = run(root, TRAIN, config={**FAST, "select_k": 1})  # one feature: a weak but better-than-majority champion
+    assert metadata(weak, "subtype_champion")["champion_version"] == "1"
+
+    better = run(root, TRAIN, config=FAST)  # every feature, same folds: paired per-fold scores
+    beats = check_evaluation(better, "subtype_classifier_beats_champion")
+    assert beats.passed and beats.metadata["method"].value == "paired" and beats.metadata["margin"].value > 0
+    assert metadata(better, "subtype_champion")["previous_version"] == "1" and champion_version(root) == "2"
+
+    # ground-truth features are noise: registered as version 3, blocked by the gate, champion stays 2
+    worse = run(root, TRAIN, config=FAST, table={"roi_source": "ground_truth"}, raise_on_error=False)
+    assert metadata(worse, "subtype_classifier")["model_version"] == "3"
+    assert not check_evaluation(worse, "subtype_classifier_beats_champion").passed
+    assert not worse.asset_materializations_for_node("subtype_champion")
+    assert champion_version(root) == "2"
+    scored = run(root, ["subtype_predictions"], cohorts=["fresh"], partition="fresh")
+    assert metadata(scored, "subtype_predictions")["model_version"] == "2"
+
+    # other folds (4 instead of 3): the champion's settings are re-cross-validated on the new folds
+    refolded = run(root, TRAIN, config={**FAST, "n_splits": 4, "select_k": 1}, raise_on_error=False)
+    beats = check_evaluation(refolded, "subtype_classifier_beats_champion")
+    assert beats.metadata["method"].value == "re-cross-validated" and not beats.passed
+    assert champion_version(root) == "2"
 
 
 def test_predictions_without_a_champion_say_to_train_first(root):
     write_cohorts(root)
-    result = materialize(root, ["subtype_predictions"], cohorts=["fresh"], partition="fresh", raise_on_error=False)
-    assert not result.success and "materialize subtype_classifier first" in failure_message(result)
+    result = run(root, ["subtype_predictions"], cohorts=["fresh"], partition="fresh", raise_on_error=False)
+    assert not result.success and "materialize subtype_classifier" in failure_message(result)
 
 
 def test_cohort_without_features_fails_naming_it(root):
-    write_table(root, "radiomic_features", "hollow", {c: pd.Series([], dtype=str) for c in LONG_COLUMNS})
-    result = materialize(root, ["subtype_predictions"], cohorts=["hollow"], partition="hollow", raise_on_error=False)
+    write_table(root, "radiomic_features_wide", "hollow", wide_features(pd.DataFrame(columns=list(LONG_COLUMNS))))
+    result = run(root, ["subtype_predictions"], cohorts=["hollow"], partition="hollow", raise_on_error=False)
     assert not result.success and "cohort 'hollow'" in failure_message(result)
 
 
 def test_training_table_reads_the_configured_roi_source_and_cohorts(root):
     write_cohorts(root)
-    config = {"roi_source": "ground_truth", "cohorts": ["train"]}
-    result = materialize(root, ["subtype_training_table"], run_config={"ops": {"subtype_training_table": {"config": config}}})
+    result = run(root, ["subtype_training_table"], table={"roi_source": "ground_truth", "cohorts": ["train"]})
     table = pd.read_parquet(DataRoot(root).table_file("subtype_training_table", "all"))
     assert len(table) == 24 and set(table["roi_source"]) == {"ground_truth"} and set(table["cohort"]) == {"train"}
-    assert meta(result, "subtype_training_table")["subtype_counts"] == {s: 6 for s in SUBTYPES}
+    assert metadata(result, "subtype_training_table")["subtype_counts"] == {s: 6 for s in SUBTYPES}
 
 
 @pytest.mark.parametrize(
     ("asset", "config", "message"),
     [
         ("subtype_training_table", {"cohorts": ["fresh"]}, "no labelled patient"),
-        ("subtype_training_table", {"cohorts": ["elsewhere"]}, "cohorts ['elsewhere']: no radiomic_features"),
+        ("subtype_training_table", {"cohorts": ["elsewhere"]}, "cohorts ['elsewhere']: no radiomic_features_wide"),
         ("subtype_training_table", {"roi_source": "manual"}, "roi_source 'manual' is unknown"),
         ("subtype_classifier", {"models": ["logreg", "majority"]}, "must include 'mlp'"),
     ],
 )
 def test_bad_configuration_fails_clearly(root, asset, config, message):
     write_cohorts(root)
-    run_config = {"ops": {asset: {"config": config}}}
-    result = materialize(root, ["subtype_training_table", asset], raise_on_error=False, run_config=run_config)
+    result = materialize(root, ["subtype_training_table", asset], run_config={asset: {"config": config}}, raise_on_error=False)
     assert not result.success and message in failure_message(result)
 
 
-SURVIVAL = {  # patient: (true subtype, predicted subtype, months, event)
-    "S1": ("Classical", "Classical", 2.0, True), "S2": ("Classical", "Classical", 4.0, True),
-    "S3": ("Classical", "Mesenchymal", 6.0, True), "S4": ("Mesenchymal", "Mesenchymal", 3.0, True),
-    "S5": ("Mesenchymal", "Mesenchymal", 5.0, True), "S6": ("Mesenchymal", "Mesenchymal", 10.0, False),
-}  # fmt: skip
+def test_training_table_check_fails_when_a_subtype_is_missing():
+    table = pd.DataFrame({"subtype": ["Classical"] * 3 + ["Mesenchymal"] * 3 + ["Proneural"] * 3})
+    result = subtype_training_table_covers_every_subtype(table)
+    assert not result.passed and result.metadata["subtype_counts"].value["Neural"] == 0
+    full = pd.DataFrame({"subtype": list(SUBTYPES) * 2})
+    assert subtype_training_table_covers_every_subtype(full).passed
 
 
-def write_survival_cohort(root, cohort: str, with_enhancing: bool = True, months=True) -> None:
-    ids = list(SURVIVAL)
-    true, pred, m, ev = zip(*SURVIVAL.values())
-    times = (list(m), list(ev)) if months else (None, None)
-    write_table(root, "clinical_records", cohort, clinical(cohort, ids, list(true), *times))
-    burden = [{"cohort": cohort, "patient_id": p, "roi_source": "predicted", "region": "whole_tumor", "volume_ml": 10.0 * (i + 1)}
-              for i, p in enumerate(ids)]
-    if with_enhancing:
-        burden += [{"cohort": cohort, "patient_id": p, "roi_source": "ground_truth", "region": "enhancing", "volume_ml": 2.0 + i}
-                   for i, p in enumerate(ids)]
-    write_table(root, "tumor_burden", cohort, burden)
-    preds = {"cohort": cohort, "patient_id": ids, "predicted_subtype": list(pred), "model_version": "1"}
-    write_table(root, "subtype_predictions", cohort, {**preds, **{proba_column(s): 0.25 for s in SUBTYPES}})
-
-
-def test_survival_view_medians_by_true_and_predicted_subtype(root):
-    write_survival_cohort(root, "surv")
-    result = materialize(root, ["survival_view"], cohorts=["surv"], partition="surv")
-    sql = 'select grouping, "group", n, n_events, median_months, logrank_p from survival_view order by 1, 2'
-    view = query(DataRoot(root), sql)
-    medians = {(r.grouping, r.group): (r.n, r.n_events, r.median_months) for r in view.itertuples()}
-    assert medians == {  # hand-checked: KM steps 1 -> 2/3 -> 1/3 etc.; S(4) = 5/6 * 4/5 * 3/4 = 0.5 for "all"
-        ("all", "all"): (6, 5, 4.0),
-        ("true_subtype", "Classical"): (3, 3, 4.0), ("true_subtype", "Mesenchymal"): (3, 2, 5.0),
-        ("predicted_subtype", "Classical"): (2, 2, 2.0), ("predicted_subtype", "Mesenchymal"): (4, 3, 5.0),
-    }  # fmt: skip
-    true_p = view.loc[view.grouping == "true_subtype", "logrank_p"].iloc[0]
-    expected = logrank_test([2, 4, 6], [3, 5, 10], [1, 1, 1], [1, 1, 0]).p_value
-    assert true_p == pytest.approx(expected)
-    m = meta(result, "survival_view")
-    assert m["total_volume_roi_source"] == "predicted" and m["enhancing_volume"] == "ground_truth"
-    assert m["plots"].count("data:image/png;base64,") == 4
-
-
-def test_survival_view_without_enhancing_or_survival(root):
-    write_survival_cohort(root, "noenh", with_enhancing=False)
-    write_survival_cohort(root, "nosurv", months=False)
-    m = meta(materialize(root, ["survival_view"], cohorts=["noenh"], partition="noenh"), "survival_view")
-    assert m["enhancing_volume"].startswith("absent")
-    empty = materialize(root, ["survival_view"], cohorts=["nosurv"], partition="nosurv")
-    assert empty.success and meta(empty, "survival_view")["patients_with_survival"] == 0
-    assert pd.read_parquet(DataRoot(root).table_file("survival_view", "nosurv")).empty
-    by_cohort = query(DataRoot(root), "select cohort, count(*) n from survival_view group by 1")
-    assert by_cohort.to_dict("records") == [{"cohort": "noenh", "n": 5}]
+@pytest.mark.parametrize(("mlp", "passed"), [(0.6, True), (0.25, False), (np.nan, False)])
+def test_majority_check_fails_unless_the_mlp_beats_it(mlp, passed):
+    table = pd.DataFrame({"model": ["mlp", "majority"], "balanced_accuracy": [mlp, 0.25]})
+    assert subtype_classifier_beats_majority_baseline(table).passed is passed

@@ -7,6 +7,7 @@ and the checks called directly on good and bad tables.
 """
 
 import importlib
+import os
 from types import SimpleNamespace
 
 import dagster as dg
@@ -15,38 +16,44 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gbm_assets.defs import ingest, masks, radiomics, segment
+from gbm_assets.defs.masks.checks import lesion_masks_empty_rate_below_threshold
+from gbm_assets.defs.masks.config import EmptyMaskRateSettings
 from gbm_assets.defs.radiomics.checks import (
-    lesion_masks_empty_rate_below_threshold,
     radiomic_features_nan_rate_below_threshold,
     tumor_burden_predicted_volume_agrees_with_truth,
 )
-from gbm_assets.defs.radiomics.config import EmptyMaskRateSettings, NanRateSettings, VolumeAgreementSettings
-from gbm_assets.defs.resources import DataRootResource, MlflowResource, PartitionedParquetIOManager
-from gbm_assets.lib.paths import DataRoot
-from gbm_assets.lib.preprocess.volumes import PreprocessConfig, preprocess_patient, read_case
+from gbm_assets.defs.radiomics.config import NanRateSettings, VolumeAgreementSettings
+from gbm_assets.lib.masks.native import save_native_mask
+from gbm_assets.lib.preprocess.volumes import (
+    PreprocessConfig,
+    preprocess_patient,
+    read_case,
+)
 from gbm_assets.lib.radiomics import load_params
-from gbm_assets.lib.segment.native import save_native_mask
-from gbm_assets.lib.synth import SynthOptions, synth_affine, synth_patient, write_cohort
-from gbm_assets.lib.tables import write_parquet_atomic
-from gbm_assets.lib.warehouse import query
+from gbm_assets.lib.store.paths import DataRoot
+from gbm_assets.lib.store.tables import write_parquet_atomic
+from gbm_assets.lib.store.warehouse import query
+from gbm_assets.lib.synth.phantom import (
+    SynthOptions,
+    synth_affine,
+    synth_patient,
+    write_cohort,
+)
+from gbm_assets_tests.conftest import failure_message
+from gbm_assets_tests.conftest import materialize as _materialize
 
 TINY = SynthOptions(shape=(48, 48, 24), spacing=(3.0, 3.0, 6.0))
 VOXEL_ML = 3.0 * 3.0 * 6.0 / 1000
 RADIOMICS = ["radiomic_features", "radiomic_features_wide", "radiomics_exclusions", "radiomics_provenance", "tumor_burden"]
-ASSETS = [*ingest.assets, *segment.assets, *masks.assets, *radiomics.assets, *segment.checks, *radiomics.checks]
-ONE_WORKER = {"ops": {"radiomic_features": {"config": {"workers": 1}}}}
-radiomics_assets = importlib.import_module("gbm_assets.defs.radiomics.assets")  # the package's `assets` is the list
+RADIOMICS_CHECKS = {"radiomic_features_nan_rate_below_threshold", "tumor_burden_predicted_volume_agrees_with_truth"}
+ONE_WORKER = {"radiomic_features": {"config": {"workers": 1}}}
+radiomics_assets = importlib.import_module("gbm_assets.defs.radiomics.assets")
 
 
 def materialize(instance, selection, partition, run_config=None, raise_on_error=True):
-    resources = {"data_root": DataRootResource(), "table_io_manager": PartitionedParquetIOManager(), "mlflow": MlflowResource()}
-    return dg.materialize(ASSETS, selection=selection, partition_key=partition, instance=instance, resources=resources,
-                          run_config=run_config, raise_on_error=raise_on_error)  # fmt: skip
-
-
-def failure_message(result) -> str:
-    return next(str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure)
+    """conftest's `materialize` on the data root of $GBM_DATA_ROOT (set by the fixtures)."""
+    return _materialize(os.environ["GBM_DATA_ROOT"], selection, partition, instance=instance, run_config=run_config,
+                        raise_on_error=raise_on_error)
 
 
 def sql(root, text: str) -> pd.DataFrame:
@@ -64,9 +71,10 @@ def chain(tmp_path_factory):
         write_cohort(DataRoot(root).cohorts_dir, "tiny", 4, seed=3, options=TINY)
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions("cohorts", ["tiny"])
-        prep = {"ops": {"preprocessed_volumes": {"config": {"target_spacing_mm": 3.0, "size": 48}}}}
+        prep = {"preprocessed_volumes": {"config": {"target_spacing_mm": 3.0, "size": 48}}}
         materialize(instance, ["raw_cohort", "clinical_records", "preprocessed_volumes", "training_slices"], "tiny", prep)
-        materialize(instance, ["unet_model", "unet_champion"], "stack", {"ops": {"unet_model": {"config": {"base": 4, "epochs": 1}}}})
+        materialize(instance, ["training_splits"], None)
+        materialize(instance, ["unet_model", "unet_champion", "segmentation_metrics"], "stack", {"unet_model": {"config": {"base": 4, "epochs": 1}}})
         result = materialize(instance, ["lesion_masks", *RADIOMICS], "tiny", ONE_WORKER)
         yield SimpleNamespace(root=root, instance=instance, result=result)
         import mlflow
@@ -121,7 +129,7 @@ def test_masks_to_features_tables_views_and_checks(chain):
     assert meta["rows"].value == len(features) and meta["exclusions"].value == len(exclusions)
     assert meta["params_sha256"].value == load_params().sha256 and meta["seconds_per_patient_mean"].value > 0
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(checks) >= {c.check_key.name for c in radiomics.checks}
+    assert set(checks) >= RADIOMICS_CHECKS
     for name in ("lesion_masks_empty_rate_below_threshold", "radiomic_features_nan_rate_below_threshold"):
         assert {"expected_max_rate", "actual_rate"} <= set(checks[name].metadata)
 
@@ -192,7 +200,7 @@ def test_unknown_setting_fails_before_any_extraction(data_root, tmp_path, monkey
     called = []
     monkeypatch.setattr(radiomics_assets, "radiomics_tasks", lambda *a, **k: called.append("tasks"))
     monkeypatch.setattr(radiomics_assets, "extract_cohort", lambda *a, **k: called.append("extract"))
-    config = {"ops": {"radiomic_features": {"config": {"params_path": str(bad)}}}}
+    config = {"radiomic_features": {"config": {"params_path": str(bad)}}}
     result = materialize(_upstream_only(data_root), RADIOMICS[:4], "stub", config, raise_on_error=False)
     assert not result.success and called == []
     message = failure_message(result)
@@ -201,7 +209,7 @@ def test_unknown_setting_fails_before_any_extraction(data_root, tmp_path, monkey
 
 
 def test_unknown_roi_source_is_refused(data_root):
-    config = {"ops": {"radiomic_features": {"config": {"roi_sources": ["manual"]}}}}
+    config = {"radiomic_features": {"config": {"roi_sources": ["manual"]}}}
     result = materialize(_upstream_only(data_root), RADIOMICS[:4], "stub", config, raise_on_error=False)
     assert not result.success and "roi_sources ['manual']" in failure_message(result)
 
@@ -294,7 +302,8 @@ def test_checks_fail_on_bad_tables_and_pass_on_good_ones(check, settings, table,
     meta = {k: v.value for k, v in result.metadata.items()}
     assert any(k.startswith("expected") for k in meta)
     if "patients_compared" in meta and meta["patients_compared"] == 0:
-        assert "no ground truth" in meta["note"]
+        assert meta["skipped"] == "no ground-truth volumes to compare"
+        assert result.severity == dg.AssetCheckSeverity.WARN  # visible as a warning, not a silent pass
     else:
         assert any(k.startswith("actual") for k in meta)
 
@@ -302,3 +311,13 @@ def test_checks_fail_on_bad_tables_and_pass_on_good_ones(check, settings, table,
 def test_no_segmented_patient_fails_the_empty_rate_check():
     masks_table = pd.DataFrame({"patient_id": ["p0"], "status": ["excluded"], "empty": [True]})
     assert not lesion_masks_empty_rate_below_threshold(EmptyMaskRateSettings(), masks_table).passed
+
+
+def test_radiomics_outputs_carry_the_parameter_file_as_code_version():
+    from gbm_assets.lib.radiomics import default_params_path
+    from gbm_assets.lib.radiomics.params import file_sha256
+    from gbm_assets_tests.conftest import code_location
+
+    graph = code_location().resolve_asset_graph()
+    expected = file_sha256(default_params_path())[:12]
+    assert {graph.get(dg.AssetKey(k)).code_version for k in RADIOMICS[:4]} == {expected}

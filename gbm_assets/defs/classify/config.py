@@ -3,8 +3,7 @@
 import dagster as dg
 
 from gbm_assets.lib.classify.model import KINDS
-
-ROI_SOURCES = ("predicted", "ground_truth")
+from gbm_assets.lib.contract import ROI_SOURCES
 
 
 def check_roi_source(value: str) -> str:
@@ -39,8 +38,3 @@ class ClassifierSettings(dg.Config):
 class PredictionsSettings(dg.Config):
     roi_source: str = ""
     """Whose masks' features to score; empty = the ROI source the champion was trained on."""
-
-
-class SurvivalSettings(dg.Config):
-    roi_source: str = "predicted"
-    """Whose whole-tumour volume to relate to survival; the other source is used where this one is absent."""

@@ -1,39 +1,22 @@
-"""Checks on the radiomics assets and on lesion_masks, per cohort partition. Named as predicates.
+"""Checks on the radiomics assets, per cohort partition. Named as predicates.
 
 Each puts the threshold it expected and the value it found in its metadata; thresholds are run
 configuration (`config.py`).
 """
 
+import dagster as dg
 import numpy as np
 import pandas as pd
-import dagster as dg
 
-from gbm_assets.defs.masks.assets import lesion_masks
+from gbm_assets.defs.metadata import table_metadata
 from gbm_assets.defs.partitions import cohorts_partitions
-from gbm_assets.defs.radiomics.assets import tumor_burden
-from gbm_assets.defs.radiomics.config import EmptyMaskRateSettings, NanRateSettings, VolumeAgreementSettings
+from gbm_assets.defs.radiomics.config import NanRateSettings, VolumeAgreementSettings
 
 
-@dg.asset_check(
-    asset=lesion_masks,
-    partitions_def=cohorts_partitions,
-    description="Few segmented patients have an empty predicted mask (an empty mask has no predicted features).",
-)
-def lesion_masks_empty_rate_below_threshold(config: EmptyMaskRateSettings, lesion_masks: pd.DataFrame) -> dg.AssetCheckResult:
-    ok = lesion_masks[lesion_masks["status"] == "ok"]
-    empty = ok[ok["empty"].astype(bool)]
-    rate = len(empty) / len(ok) if len(ok) else float("nan")
-    return dg.AssetCheckResult(
-        passed=bool(len(ok) and rate < config.max_rate),
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "expected_max_rate": config.max_rate,
-            "actual_rate": rate,
-            "segmented_patients": len(ok),
-            "empty_masks": len(empty),
-            "empty_patients": dg.MetadataValue.json(sorted(map(str, empty["patient_id"]))[:100]),
-        },
-    )
+def _partition(table: pd.DataFrame) -> str:
+    """The cohort partition a table holds (from its `cohort` column; "unknown" without one)."""
+    cohorts = sorted(map(str, set(table["cohort"]))) if "cohort" in table.columns and len(table) else []
+    return ", ".join(cohorts) or "unknown (no rows)"
 
 
 @dg.asset_check(
@@ -49,21 +32,22 @@ def radiomic_features_nan_rate_below_threshold(config: NanRateSettings, radiomic
     return dg.AssetCheckResult(
         passed=rate < config.max_rate,
         metadata={
+            "partition": _partition(radiomic_features),
             "expected_max_rate": config.max_rate,
             "actual_rate": rate,
+            "failed_value": "" if rate < config.max_rate else f"NaN rate {rate:.3g} >= {config.max_rate:g}",
             "values": len(values),
             "nan_values": int(bad.sum()),
-            "most_nan_features": dg.MetadataValue.md(
-                worst.head(10).rename("nan_values").to_frame().to_markdown() if len(worst) else "none"
-            ),
+            "most_nan_features": table_metadata(worst.head(10).rename("nan_values").to_frame()),
         },
     )
 
 
 @dg.asset_check(
-    asset=tumor_burden,
+    asset="tumor_burden",
     partitions_def=cohorts_partitions,
-    description="Predicted whole-tumour volumes agree with the ground truth (median relative difference), where ground truth exists.",
+    description="Predicted whole-tumour volumes agree with the ground truth (median relative difference). "
+    "A cohort without ground truth is reported as skipped (metadata `skipped`), not as agreeing.",
 )
 def tumor_burden_predicted_volume_agrees_with_truth(config: VolumeAgreementSettings, tumor_burden: pd.DataFrame) -> dg.AssetCheckResult:
     paired = tumor_burden[
@@ -71,11 +55,13 @@ def tumor_burden_predicted_volume_agrees_with_truth(config: VolumeAgreementSetti
         & (tumor_burden["region"] == "whole_tumor")
         & (pd.to_numeric(tumor_burden["truth_volume_ml"], errors="coerce") > 0)
     ]
-    expected = {"expected_max_median_relative_diff": config.max_relative_diff}
-    if paired.empty:
+    expected = {"partition": _partition(tumor_burden), "expected_max_median_relative_diff": config.max_relative_diff}
+    if paired.empty:  # nothing to compare: not a pass on the merits; said so, as a warning
         return dg.AssetCheckResult(
             passed=True,
-            metadata={**expected, "patients_compared": 0, "note": "no ground truth to compare with: passes vacuously"},
+            severity=dg.AssetCheckSeverity.WARN,
+            description="skipped: no ground-truth volumes to compare",
+            metadata={**expected, "patients_compared": 0, "skipped": "no ground-truth volumes to compare"},
         )
     relative = (paired["volume_diff_ml"].astype(float).abs() / paired["truth_volume_ml"].astype(float)).rename("relative_diff")
     median = float(relative.median())
@@ -88,6 +74,6 @@ def tumor_burden_predicted_volume_agrees_with_truth(config: VolumeAgreementSetti
             "actual_median_relative_diff": median,
             "patients_compared": len(paired),
             "median_dice": float(paired["dice"].median()),
-            "worst": dg.MetadataValue.md(table.sort_values("relative_diff", ascending=False).head(10).round(3).to_markdown(index=False)),
+            "worst": table_metadata(table.sort_values("relative_diff", ascending=False).head(10), index=False, digits=3),
         },
     )

@@ -30,9 +30,6 @@ def worker_count(requested: int | None, patients: int) -> int:
     return max(1, min(requested or available, patients))
 
 
-class EmptyMaskRateSettings(dg.Config):
-    max_rate: float = 0.2
-    """lesion_masks: the share of segmented patients with an empty predicted mask must stay below this."""
 
 
 class NanRateSettings(dg.Config):

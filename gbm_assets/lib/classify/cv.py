@@ -7,16 +7,25 @@ train and validation). All models see the same splits, so their scores are paire
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    roc_auc_score,
+)
 from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedGroupKFold
 from threadpoolctl import threadpool_limits
 
+from gbm_assets.lib.classify.model import build_pipeline
 from gbm_assets.lib.contract import SUBTYPES
 
 MIN_PER_CLASS = 2
@@ -119,6 +128,17 @@ def make_splits(y, n_splits: int = 5, n_repeats: int = 3, seed: int = 0, groups=
     return splits, k
 
 
+def folds_fingerprint(splits, index, y) -> str:
+    """sha256 of which rows (by `index` label, with their label `y`) each (repeat, fold) validates on.
+
+    Two cross-validations with equal fingerprints scored every model on the same patients,
+    labels and folds, so their per-fold scores are paired.
+    """
+    index, y = np.asarray(index), np.asarray(y)
+    folds = [[int(r), int(f), sorted([str(index[i]), str(y[i])] for i in va)] for r, f, _, va in splits]
+    return hashlib.sha256(json.dumps(folds).encode()).hexdigest()
+
+
 def fit_fold(estimator, X_train, y_train):
     """Fit `estimator` on the training rows of one fold (and nothing else); returns it."""
     return estimator.fit(X_train, y_train)
@@ -159,7 +179,6 @@ def cross_validate_models(X, y, kinds=("mlp", "logreg", "rf", "majority"), n_spl
         ValueError: see `make_splits`; X and y lengths differ.
     """
     if pipeline_factory is None:
-        from gbm_assets.lib.classify.model import build_pipeline
 
         def pipeline_factory(kind, s):
             return build_pipeline(kind, seed=s, select_k=select_k)

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from gbm_assets.lib.contract import SUBTYPES, canonical_sequence
+from gbm_assets.lib.contract import canonical_sequence, normalise_subtype
 
 KEY_COLUMNS: tuple[str, ...] = ("cohort", "patient_id", "roi_source")
 LONG_COLUMNS: tuple[str, ...] = (
@@ -102,19 +102,13 @@ def wide_features(long_df: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-def normalise_subtype(label: object, patient: str) -> object:
-    """Map a subtype label to its `SUBTYPES` spelling (case/space-insensitive); null stays NaN.
-
-    Raises:
-        ValueError: the label is not one of the four subtypes; the message names the patient.
-    """
-    if label is None or (isinstance(label, float) and np.isnan(label)) or label is pd.NA:
-        return np.nan
-    key = str(label).strip().lower()
-    for s in SUBTYPES:
-        if key == s.lower():
-            return s
-    raise ValueError(f"patient {patient}: unknown subtype {label!r}; expected one of {', '.join(SUBTYPES)}")
+def _subtype(label: object, patient: str) -> object:
+    """`contract.normalise_subtype` of a label, NaN for a missing one; the error names the patient."""
+    try:
+        subtype = normalise_subtype(label)
+    except ValueError as exc:
+        raise ValueError(f"patient {patient}: {exc}") from None
+    return np.nan if subtype is None else subtype
 
 
 def training_table(wide_df: pd.DataFrame, clinical_df: pd.DataFrame, roi_source: str) -> pd.DataFrame:
@@ -151,7 +145,7 @@ def training_table(wide_df: pd.DataFrame, clinical_df: pd.DataFrame, roi_source:
     twice = clin.duplicated(["cohort", "patient_id"], keep=False)
     if twice.any():
         raise ValueError(f"clinical table lists patients twice: {sorted(set(clin.loc[twice, 'patient_id']))}")
-    clin["subtype"] = [normalise_subtype(s, f"{c}/{p}") for c, p, s in zip(clin.cohort, clin.patient_id, clin.subtype)]
+    clin["subtype"] = [_subtype(s, f"{c}/{p}") for c, p, s in zip(clin.cohort, clin.patient_id, clin.subtype)]
     wide = wide_df.loc[wide_df["roi_source"] == roi_source].copy()
     if wide.empty and len(wide_df):
         warnings.warn(f"no features for roi_source {roi_source!r}; the table has "

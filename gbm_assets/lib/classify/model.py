@@ -1,6 +1,6 @@
 """Subtype classifiers, permutation importance and the one-vs-rest multi-label mode.
 
-Patient-level cross-validation lives in `cv` and is re-exported here (`cross_validate_models`).
+Patient-level cross-validation lives in `cv` (which imports this module, never the reverse).
 
 Pipeline (`build_pipeline`), every step fitted on the training rows only:
     SimpleImputer(median) -> VarianceThreshold(0) -> CorrelationFilter(|r| > 0.95)
@@ -32,15 +32,13 @@ from sklearn.feature_selection import SelectorMixin, VarianceThreshold, f_classi
 from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score, precision_recall_curve
+from sklearn.metrics import precision_recall_curve
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
-
-from gbm_assets.lib.classify.cv import CVResults, ModelCV, cross_validate_models, fit_fold  # noqa: F401
 
 KINDS: tuple[str, ...] = ("mlp", "logreg", "rf", "majority")
 
@@ -272,8 +270,3 @@ def fit_thresholds(oof_probas, y, classes=None) -> pd.Series:
         out[c] = float(thr[int(np.argmax(f1))])
     return pd.Series(out, name="threshold")
 
-
-def f1_by_class(calls: pd.DataFrame, y) -> pd.Series:
-    """One-vs-rest F1 of boolean multi-label calls against single true labels."""
-    y = np.asarray(y)
-    return pd.Series({c: f1_score(y == c, calls[c].to_numpy(), zero_division=0) for c in calls.columns})

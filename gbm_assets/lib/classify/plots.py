@@ -1,13 +1,12 @@
 """Classifier charts as PNG bytes.
 
-Figures are plain `matplotlib.figure.Figure` objects rendered by the Agg canvas: no pyplot,
+Figures are plain `matplotlib.figure.Figure` objects rendered by `lib.store.figures.figure_png`: no pyplot,
 no global backend switch, nothing left open, safe in worker threads. Every function returns
 the PNG bytes and, when `path` is given, also writes them there.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score, roc_curve
 
-
-def figure_png(fig: Figure, path: str | Path | None = None, dpi: int = 110) -> bytes:
-    """Render `fig` to PNG bytes; also write them to `path` (parents created) when given."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    data = buf.getvalue()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
-    return data
+from gbm_assets.lib.store.figures import figure_png
 
 
 def _message(ax, text: str) -> None:
@@ -32,8 +22,13 @@ def _message(ax, text: str) -> None:
     ax.set_axis_off()
 
 
+AUC_DEFINITION = ("one-vs-rest ROC AUC of the out-of-fold probabilities pooled over the folds of a repeat, "
+                  "averaged over repeats (pooled out-of-fold, not a mean of per-fold AUCs)")
+"""The one AUC definition used by the CV summary table, its metadata and the ROC legend."""
+
+
 def roc_curves_png(oof: pd.DataFrame, classes: list, title: str = "One-vs-rest ROC (out-of-fold)",
-                   path: str | Path | None = None) -> bytes:
+                   path: str | Path | None = None, auc: pd.Series | None = None) -> bytes:
     """One ROC curve per class from out-of-fold probabilities.
 
     Args:
@@ -41,6 +36,8 @@ def roc_curves_png(oof: pd.DataFrame, classes: list, title: str = "One-vs-rest R
             repeat 0 is drawn, so each patient appears once.
         classes: the classes to draw. A class without positives or negatives is skipped;
             an empty `oof` draws a "no data" panel.
+        auc: class -> AUC for the legend (`ModelCV.auc`, `AUC_DEFINITION`), so the legend agrees
+            with the CV summary; None: repeat 0's pooled out-of-fold AUC.
     """
     fig = Figure(figsize=(5.5, 5))
     ax = fig.subplots()
@@ -51,14 +48,16 @@ def roc_curves_png(oof: pd.DataFrame, classes: list, title: str = "One-vs-rest R
         if truth.size == 0 or truth.all() or not truth.any():
             continue
         fpr, tpr, _ = roc_curve(truth, df[c])
-        ax.plot(fpr, tpr, label=f"{c} (AUC {roc_auc_score(truth, df[c]):.2f}, n={int(truth.sum())})")
+        value = float(auc[c]) if auc is not None and c in auc.index else roc_auc_score(truth, df[c])
+        ax.plot(fpr, tpr, label=f"{c} (AUC {value:.3f}, n={int(truth.sum())})")
         drawn += 1
     if not drawn:
         _message(ax, "no data")
         return figure_png(fig, path)
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title, xlim=(0, 1), ylim=(0, 1.01))
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8, title="pooled out-of-fold AUC" if auc is not None else None,
+              title_fontsize=8)
     return figure_png(fig, path)
 
 

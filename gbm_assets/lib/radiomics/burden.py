@@ -22,6 +22,8 @@ from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
 
 from gbm_assets.lib.contract import REGIONS, region_mask
+from gbm_assets.lib.preprocess.grid import voxel_volume_ml
+from gbm_assets.lib.segment.metrics import dice_3d
 
 MIDLINE_MM = 2.0
 """A centroid with |x| below this (mm) is reported as "midline"."""
@@ -39,11 +41,6 @@ def _check_affine(affine: np.ndarray) -> np.ndarray:
     if affine.shape != (4, 4):
         raise ValueError(f"affine must be 4x4, got shape {affine.shape}")
     return affine
-
-
-def voxel_volume_ml(affine: np.ndarray) -> float:
-    """Volume of one voxel in ml: |det(affine[:3, :3])| mm^3 / 1000."""
-    return abs(float(np.linalg.det(_check_affine(affine)[:3, :3]))) / 1000.0
 
 
 def _to_world(indices: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -159,12 +156,6 @@ def region_burden(
     ]
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice overlap of two boolean masks; 1.0 when both are empty (nothing to find, nothing found)."""
-    total = int(pred.sum()) + int(truth.sum())
-    return 1.0 if total == 0 else 2.0 * int(np.logical_and(pred, truth).sum()) / total
-
-
 def agreement(pred_labels: np.ndarray, truth_labels: np.ndarray, affine: np.ndarray | None = None) -> dict[str, dict]:
     """Predicted vs ground-truth volume and overlap per region.
 
@@ -183,12 +174,12 @@ def agreement(pred_labels: np.ndarray, truth_labels: np.ndarray, affine: np.ndar
     pred_labels, truth_labels = np.asarray(pred_labels), np.asarray(truth_labels)
     if pred_labels.shape != truth_labels.shape:
         raise ValueError(f"prediction shape {pred_labels.shape} != ground truth shape {truth_labels.shape}")
-    voxel_ml = voxel_volume_ml(affine) if affine is not None else 1e-3
+    voxel_ml = voxel_volume_ml(_check_affine(affine)) if affine is not None else 1e-3
     out: dict[str, dict] = {}
     for name in REGIONS:
         pred, truth = region_mask(pred_labels, name), region_mask(truth_labels, name)
         pred_ml, truth_ml = int(pred.sum()) * voxel_ml, int(truth.sum()) * voxel_ml
         out[name] = {
-            "pred_ml": pred_ml, "truth_ml": truth_ml, "volume_diff_ml": pred_ml - truth_ml, "dice": dice(pred, truth)
+            "pred_ml": pred_ml, "truth_ml": truth_ml, "volume_diff_ml": pred_ml - truth_ml, "dice": dice_3d(pred, truth)
         }  # fmt: skip
     return out

@@ -5,8 +5,7 @@ Three layers:
 - `extract_patient`: one `PatientTask` (NIfTI paths) -> long rows, exclusion rows, seconds. Reads
   each file once, builds each region's binary mask from the canonical labels, computes shape once
   per (roi_source, region) and the intensity classes once per sequence.
-- `extract_cohort`: many tasks on our own process pool (one extractor per worker, parameters
-  validated once, SimpleITK single-threaded per worker) -> three DataFrames in patient order.
+- `extract_cohort` (in `cohort.py`): many tasks on the compute backend (local pool or Dask) -> three DataFrames.
 
 Row conventions:
 - Feature rows (`FEATURE_COLUMNS`): shape features belong to the ROI, not to an image, so they
@@ -20,28 +19,33 @@ Row conventions:
 from __future__ import annotations
 
 import copy
-import logging
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
-from tqdm.auto import tqdm
 
-from gbm_assets.lib.contract import LABEL_NAMES, REGIONS, SEQUENCES, label_scheme
-from gbm_assets.lib.radiomics.checks import geometry_mismatch, intensity_problem, precrop_is_exact, read_volume
+from gbm_assets.lib.contract import (
+    LABEL_NAMES,
+    REGIONS,
+    ROI_SOURCES,
+    SEQUENCES,
+    label_scheme,
+)
+from gbm_assets.lib.radiomics.geometry import (
+    geometry_mismatch,
+    intensity_problem,
+    precrop_is_exact,
+    read_volume,
+)
 from gbm_assets.lib.radiomics.params import file_sha256, load_params
 
 ANY = "any"
 SHAPE_SEQUENCE = ANY
 """The `sequence` value of shape rows (shape is a property of the ROI, computed once)."""
-ROI_SOURCES = ("ground_truth", "predicted")
 FEATURE_COLUMNS = ("cohort", "patient_id", "sequence", "roi_source", "region", "feature_class", "feature", "value")
 EXCLUSION_COLUMNS = ("cohort", "patient_id", "roi_source", "region", "sequence", "reason")
 TIMING_COLUMNS = ("cohort", "patient_id", "seconds", "features", "exclusions")
@@ -83,7 +87,7 @@ class PatientTask:
 
 
 def _feature_name(key: str) -> str:
-    return key[len("original_") :] if key.startswith("original_") else key
+    return key.removeprefix("original_")
 
 
 def extract_roi(
@@ -269,71 +273,3 @@ def extract_patient(task: PatientTask) -> tuple[list[dict], list[dict], float]:
             for region in task.regions_for(source):
                 _extract_region(extractor, labels, usable, source, region, task.rois[source], sink)
     return sink.rows, sink.exclusions, time.perf_counter() - start
-
-
-def quiet_radiomics() -> None:
-    """PyRadiomics logs to stderr from WARNING; failures are exclusion rows here, so keep ERROR only."""
-    import radiomics  # its import sets the logger to INFO, so import first
-
-    radiomics.logger.setLevel(logging.ERROR)
-
-
-def _init_worker() -> None:
-    """Per worker: one SimpleITK thread (the pool is the parallelism) and quiet PyRadiomics."""
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    quiet_radiomics()
-
-
-def extract_cohort(
-    tasks: Iterable[PatientTask], workers: int = 1, progress: bool = True, *,
-    max_tasks_per_child: int | None = None, mp_context: str = "spawn",
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:  # fmt: skip
-    """Extract many patients, in parallel processes when workers > 1.
-
-    Every distinct parameter file is validated first (PyRadiomics' schema), so a bad file fails
-    before any image is read. workers=1 runs in this process (tests, debugging); otherwise a
-    `ProcessPoolExecutor` ("spawn" by default; "forkserver" also works) gets one task at a time
-    per worker, and each worker keeps one extractor per parameter file. PyRadiomics' logger is set
-    to ERROR (in the workers, or in this process when workers=1); problems are exclusion rows.
-
-    Returns:
-        features (`FEATURE_COLUMNS`), exclusions (`EXCLUSION_COLUMNS`) and timings
-        (`TIMING_COLUMNS`, seconds per patient), each sorted by (cohort, patient_id); within a
-        patient, rows keep `extract_patient`'s order. Identical for any number of workers.
-
-    Raises:
-        ParameterFileError: a parameter file is unreadable or invalid.
-        ValueError: two tasks share (cohort, patient_id).
-    """
-    tasks = sorted(tasks, key=lambda t: (t.cohort, t.patient_id))
-    ids = [(t.cohort, t.patient_id) for t in tasks]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"duplicate patients in tasks: {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
-    for params in sorted({str(t.params) for t in tasks}):
-        load_params(params)
-    results: list = [None] * len(tasks)
-    with tqdm(total=len(tasks), disable=not progress, desc="radiomics", unit="patient") as bar:
-        if workers <= 1 or len(tasks) <= 1:
-            quiet_radiomics()
-            for i, task in enumerate(tasks):
-                results[i] = extract_patient(task)
-                bar.update()
-        else:
-            context = multiprocessing.get_context(mp_context)
-            with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_init_worker,
-                                     max_tasks_per_child=max_tasks_per_child) as pool:  # fmt: skip
-                futures = {pool.submit(extract_patient, task): i for i, task in enumerate(tasks)}
-                try:
-                    for future in as_completed(futures):
-                        results[futures[future]] = future.result()
-                        bar.update()
-                except BaseException:  # a bug or Ctrl-C: do not wait for the queued patients
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
-    rows = [r for res in results for r in res[0]]
-    excl = [e for res in results for e in res[1]]
-    timing = [{"cohort": t.cohort, "patient_id": t.patient_id, "seconds": res[2], "features": len(res[0]),
-               "exclusions": len(res[1])} for t, res in zip(tasks, results)]  # fmt: skip
-    return (pd.DataFrame(rows, columns=list(FEATURE_COLUMNS)).astype({"value": "float64"}),
-            pd.DataFrame(excl, columns=list(EXCLUSION_COLUMNS)),
-            pd.DataFrame(timing, columns=list(TIMING_COLUMNS)))  # fmt: skip

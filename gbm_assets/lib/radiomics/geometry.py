@@ -7,8 +7,8 @@ exclusion instead of raising. Arrays are in SimpleITK's (Z, Y, X) order.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import SimpleITK as sitk

@@ -18,10 +18,11 @@ import copy
 import hashlib
 import logging
 import platform
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 DEFAULT_PARAMS_NAME = "radiomics.yaml"
 

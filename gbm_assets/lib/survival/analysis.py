@@ -17,7 +17,7 @@ from lifelines.statistics import multivariate_logrank_test
 from matplotlib.figure import Figure
 from scipy import stats
 
-from gbm_assets.lib.classify.plots import figure_png
+from gbm_assets.lib.store.figures import figure_png
 
 SHORT_SURVIVAL_MONTHS = 5.0
 """The notebook's split: short survival is <= 5 months."""
@@ -147,7 +147,7 @@ def kaplan_meier_png(curves: pd.DataFrame, medians: pd.DataFrame | None = None, 
         line = ax.step(c["time_months"], c["survival"], where="post", label=label)[0]
         ax.fill_between(c["time_months"], c["ci_lower"], c["ci_upper"], step="post", alpha=0.15, color=line.get_color())
     if not np.isnan(p_value):
-        title += f"  (log-rank p = {p_value:.3g})"
+        title += f"  (log-rank p = {p_value:.2g})"
     ax.set(xlabel="months", ylabel="survival probability", ylim=(0, 1.02), title=title)
     ax.legend(fontsize=8)
     return figure_png(fig, path)

@@ -1,1 +1,1 @@
-"""Tests of gbm_assets.lib.classify and gbm_assets.lib.survival (pure, no Dagster)."""
+"""Tests of gbm_assets.lib.classify and gbm_assets.lib.survival.analysis (pure, no Dagster)."""

@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gbm_assets.lib.classify.features import align_features, feature_name, training_table, wide_features
+from gbm_assets.lib.classify.features import (
+    align_features,
+    feature_name,
+    training_table,
+    wide_features,
+)
 
 SQL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 

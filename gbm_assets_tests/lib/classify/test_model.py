@@ -13,18 +13,21 @@ from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from gbm_assets.lib.classify.cv import fit_fold, make_splits
+from gbm_assets.lib.classify.cv import cross_validate_models, fit_fold, make_splits
 from gbm_assets.lib.classify.model import (
     KINDS,
     CorrelationFilter,
     build_pipeline,
-    cross_validate_models,
     fit_thresholds,
     multilabel_predict,
     permutation_importance_top,
     selected_features,
 )
-from gbm_assets.lib.classify.plots import confusion_matrix_png, roc_curves_png, top_features_png
+from gbm_assets.lib.classify.plots import (
+    confusion_matrix_png,
+    roc_curves_png,
+    top_features_png,
+)
 from gbm_assets.lib.contract import SUBTYPES
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -10,7 +10,12 @@ from scipy.spatial.distance import pdist
 
 from gbm_assets.lib.contract import REGIONS
 from gbm_assets.lib.radiomics import agreement, region_burden
-from gbm_assets.lib.radiomics.burden import BURDEN_COLUMNS, brain_midline_x, hemisphere, max_distance
+from gbm_assets.lib.radiomics.burden import (
+    BURDEN_COLUMNS,
+    brain_midline_x,
+    hemisphere,
+    max_distance,
+)
 
 SPACING = np.array([0.9, 1.3, 2.0])  # mm
 

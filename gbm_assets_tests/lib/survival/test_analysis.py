@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gbm_assets.lib.survival import kaplan_meier_by_group, kaplan_meier_png, survival_scatter_png, survival_vs_volume
+from gbm_assets.lib.survival.analysis import (
+    kaplan_meier_by_group,
+    kaplan_meier_png,
+    survival_scatter_png,
+    survival_vs_volume,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

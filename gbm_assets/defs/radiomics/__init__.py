@@ -1,0 +1,1 @@
+"""Radiomics: PyRadiomics features (long, wide, exclusions, provenance) and tumour burden, per cohort."""

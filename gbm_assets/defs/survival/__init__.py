@@ -1,0 +1,1 @@
+"""Survival: the per-cohort survival view."""

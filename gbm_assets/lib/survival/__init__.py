@@ -1,0 +1,1 @@
+"""Survival: Kaplan-Meier curves, log-rank tests and survival against tumour volume."""
