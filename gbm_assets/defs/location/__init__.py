@@ -1,0 +1,1 @@
+"""Location: each patient's tumour regions localised in MNI152 space (Harvard-Oxford structures and lobes), per cohort."""

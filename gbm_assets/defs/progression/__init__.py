@@ -1,0 +1,1 @@
+"""Progression: tumour volumes over repeated scans of one subject (longitudinal cohorts)."""

@@ -1,0 +1,1 @@
+"""Tumour progression over repeated scans of one subject (longitudinal cohorts). Pure (no Dagster)."""
