@@ -16,8 +16,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from gbm_assets.lib.inbox import READY
-from gbm_assets.lib.synth import SynthOptions, write_cohort
+from gbm_assets.lib.ingest.inbox import READY
+from gbm_assets.lib.synth.phantom import SynthOptions, write_cohort
 from gbm_assets_tests.e2e.conftest import start_dagster_dev, stop_dagster_dev
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

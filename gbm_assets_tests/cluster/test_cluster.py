@@ -1,0 +1,121 @@
+"""A real cluster on this machine: PostgreSQL instance storage (deploy/dagster-postgres.yaml) and
+the compute resource on a Dask scheduler with two workers. Several cohort partitions run at once,
+each a `dagster asset materialize` process, through raw_cohort, clinical_records, radiomics and
+tumour burden on ground-truth masks (`lesion_masks` is a hand-written table of 'excluded' rows, so
+no U-Net is needed). Checks: every run succeeds with no lock error, every patient's rows appear
+exactly once, and the tables equal those of the `local` backend. The fixtures stop PostgreSQL
+and Dask afterwards, also on failure."""
+
+from __future__ import annotations
+
+import shutil
+
+import dagster as dg
+import pandas as pd
+import pandas.testing as pdt
+import pytest
+
+from gbm_assets.defs.compute import ComputeResource
+from gbm_assets.lib.store.paths import DataRoot
+from gbm_assets.lib.store.warehouse import query
+from gbm_assets.lib.synth.phantom import SynthOptions, write_cohort
+from gbm_assets_tests.conftest import PROJECT_ROOT, add_cohort, assets_and_checks, resources
+from gbm_assets_tests.reliability.procs import IN_PROCESS, Project, kill_group, visible_tables
+
+COHORTS = [f"clu{i}" for i in range(4)]  # four at once: the reference machine has two cores
+PATIENTS = 2
+TINY = SynthOptions(shape=(32, 32, 16), spacing=(4.5, 5.5, 8.0))
+SETTINGS = {"roi_sources": ["ground_truth"]}
+ASSETS = ["raw_cohort", "clinical_records", "radiomic_features", "radiomic_features_wide", "radiomics_exclusions",
+          "radiomics_provenance", "tumor_burden"]  # fmt: skip
+COMPARED = ["raw_cohort", "clinical_records", "radiomic_features", "radiomic_features_wide", "radiomics_exclusions",
+            "tumor_burden"]  # fmt: skip
+LOCK_ERRORS = ("database is locked", "could not obtain lock", "deadlock detected", "Could not set lock",
+               "OperationalError", "IOException")  # fmt: skip
+
+
+def _write_inputs(data_root, cohorts) -> None:
+    """The synthetic cohorts and `lesion_masks` as the masks stage writes it when nothing was segmented."""
+    for i, cohort in enumerate(cohorts):
+        write_cohort(data_root / "cohorts", cohort, PATIENTS, seed=i, options=TINY)
+        rows = [{"cohort": cohort, "patient_id": f"{cohort}-{p:03d}", "status": "excluded",
+                 "problems": "not segmented in this test", "mask_path": None, "roi_scheme": "binary",
+                 "model_name": "none", "model_version": "0", "voxels": None, "volume_ml": None, "empty": True}
+                for p in range(PATIENTS)]  # fmt: skip
+        path = data_root / "tables" / "lesion_masks" / f"{cohort}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_parquet(path, index=False)
+
+
+def _relative(table: pd.DataFrame, root) -> pd.DataFrame:
+    """`table` with the data root's absolute prefix removed from every path-like text column."""
+    out = table.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(lambda v: v.replace(str(root), "<root>") if isinstance(v, str) else v)
+    return out
+
+
+def _local_reference(root) -> dict[str, pd.DataFrame]:
+    """The same cohorts on the `local` backend (in this process, an ephemeral SQLite-free instance)."""
+    _write_inputs(root, COHORTS)
+    instance = dg.DagsterInstance.ephemeral()
+    add_cohort(instance, *COHORTS)
+    for cohort in COHORTS:
+        result = dg.materialize(assets_and_checks(), selection=ASSETS, partition_key=cohort, instance=instance,
+                                resources=resources(root) | {"compute": ComputeResource(backend="local", workers=2)},
+                                run_config={"ops": {"radiomic_features": {"config": SETTINGS}}})  # fmt: skip
+        assert result.success
+    tables = visible_tables(root)
+    return {a: _relative(pd.concat([tables[f"{a}/{c}.parquet"] for c in COHORTS], ignore_index=True), root)
+            for a in COMPARED}  # fmt: skip
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_partitions_at_once_on_postgres_and_dask_match_the_local_backend(tmp_path, monkeypatch, postgres, dask_scheduler):
+    project = Project.create(tmp_path / "cluster")
+    shutil.copy(PROJECT_ROOT / "deploy" / "dagster-postgres.yaml", project.home / "dagster.yaml")
+    _write_inputs(project.data_root, COHORTS)
+    for name, value in (postgres.env() | {"GBM_COMPUTE_BACKEND": "dask", "GBM_DASK_SCHEDULER": dask_scheduler}).items():
+        monkeypatch.setenv(name, value)  # the subprocesses inherit them (Project.env copies os.environ)
+    monkeypatch.setenv("DAGSTER_HOME", str(project.home))
+    with dg.DagsterInstance.from_config(str(project.home)) as instance:  # creates the schema once, up front
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        instance.add_dynamic_partitions("cohorts", COHORTS)
+
+    run_config = IN_PROCESS | {"ops": {"radiomic_features": {"config": SETTINGS}}}
+    runs = [project.start_materialize(ASSETS, c, run_config, c) for c in COHORTS]
+    try:
+        codes = [run.wait(timeout=900) for run in runs]
+    finally:
+        for run in runs:
+            kill_group(run)
+    for cohort, code in zip(COHORTS, codes):
+        log = project.log_tail(cohort, 10**6)
+        assert code == 0, f"{cohort}: exit {code}\n{log[-4000:]}"
+        assert not [e for e in LOCK_ERRORS if e in log], f"{cohort}: lock error in its log\n{log[-4000:]}"
+
+    expected = {(c, f"{c}-{i:03d}") for c in COHORTS for i in range(PATIENTS)}
+    for asset in ("raw_cohort", "clinical_records", "radiomic_features_wide"):
+        rows = query(DataRoot.at(project.data_root), f'select cohort, patient_id from "{asset}"')
+        pairs = list(zip(rows["cohort"], rows["patient_id"]))
+        assert sorted(pairs) == sorted(expected), f"{asset}: each patient exactly once; got {sorted(pairs)}"
+    burden = query(DataRoot.at(project.data_root), "select * from tumor_burden")
+    assert set(zip(burden["cohort"], burden["patient_id"])) == expected
+    assert not burden.duplicated(["cohort", "patient_id", "roi_source", "region"]).any()
+
+    tables = visible_tables(project.data_root)
+    provenance = pd.concat([tables[f"radiomics_provenance/{c}.parquet"] for c in COHORTS])
+    assert set(provenance["workers"]) == {2}, "radiomics ran on the Dask cluster's two workers"
+    got = {a: _relative(pd.concat([tables[f"{a}/{c}.parquet"] for c in COHORTS], ignore_index=True), project.data_root)
+           for a in COMPARED}  # fmt: skip
+    reference = _local_reference(tmp_path / "local")
+    for asset in COMPARED:
+        pdt.assert_frame_equal(got[asset], reference[asset], check_exact=True, obj=asset)
+
+    with dg.DagsterInstance.from_config(str(project.home)) as instance:
+        done = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
+        assert sorted(r.tags.get("dagster/partition") for r in done) == sorted(COHORTS)
+        for asset in ASSETS:
+            assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(COHORTS), asset
