@@ -5,6 +5,11 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 export GBM_DATA_ROOT ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
+# Subprocess output (compilers, servers) is read as UTF-8 whatever the machine's locale.
+export PYTHONUTF8 ?= 1
+# No usage telemetry leaves the machine (the CLIs start before gbm_assets can set these itself).
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DAGSTER_DISABLE_TELEMETRY ?= true
 DEMO_COHORT ?= demo
 DEMO_PATIENTS ?= 40
 DEMO_SEED ?= 7
@@ -37,24 +42,13 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 MATERIALIZE := $(BIN)/dagster asset materialize -m gbm_assets.definitions
 DEMO_INPUTS ?= t1 t1c t2 flair stack
 
-# The whole graph on the synthetic demo cohort. Assets with different partitions (cohorts,
-# model inputs, none) run as separate materializations, in lineage order; every run is recorded
-# in the project's Dagster instance, so the UI (make dev) shows them afterwards.
+# The whole graph on the synthetic demo cohort, in ONE process (gbm_assets/demo.py: torch, MLflow
+# and the code location imported once). Each stage is a named job (demo_prepare, demo_splits,
+# demo_unet per model input, demo_score, demo_classifier, demo_predict) run in lineage order on
+# the project's Dagster instance, tagged gbm/demo, so the UI (make dev) shows every run afterwards.
+# Run configs: demo/*.yaml. Prints per-stage times and the headline tables at the end.
 demo: install $(DAGSTER_HOME)/dagster.yaml
-	@start=$$(date +%s); \
-	set -e; \
-	$(BIN)/gbm-assets synth --cohort $(DEMO_COHORT) --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED); \
-	$(MATERIALIZE) --select 'raw_cohort,clinical_records,preprocessed_volumes,training_slices' --partition $(DEMO_COHORT) -c demo/prepare.yaml; \
-	for input in $(DEMO_INPUTS); do \
-	  $(MATERIALIZE) --select 'unet_model,unet_champion,segmentation_metrics' --partition $$input -c demo/unet.yaml; \
-	done; \
-	$(MATERIALIZE) --select 'lesion_masks,radiomic_features,radiomic_features_wide,radiomics_exclusions,radiomics_provenance,tumor_burden' --partition $(DEMO_COHORT); \
-	$(MATERIALIZE) --select 'subtype_training_table,subtype_classifier'; \
-	$(MATERIALIZE) --select 'subtype_predictions,survival_view' --partition $(DEMO_COHORT); \
-	echo; echo "demo finished in $$(( $$(date +%s) - start )) s"
-	$(BIN)/gbm-assets sql "select sequence, split, metric, round(value, 3) as value from segmentation_metrics where split = 'test' and metric in ('dice_3d', 'hd95_mm', 'f1') order by all"
-	$(BIN)/gbm-assets sql "select model, round(balanced_accuracy, 3) as balanced_accuracy, round(macro_f1, 3) as macro_f1, model_version, promoted from subtype_classifier"
-	$(BIN)/gbm-assets sql "select predicted_subtype, count(*) as patients from subtype_predictions group by 1 order by 2 desc"
+	$(PY) -m gbm_assets.demo --cohort $(DEMO_COHORT) --patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --inputs $(DEMO_INPUTS) --config-dir demo
 	@echo
 	@echo "Open the UI:      make dev   (then http://127.0.0.1:3000)"
 	@echo "Query the tables: $(BIN)/gbm-assets sql \"select * from radiomic_features_wide limit 5\""
@@ -65,23 +59,34 @@ REAL_COHORT ?= tcga-real
 demo-real: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/gbm-assets assemble-real --cohort $(REAL_COHORT) --shared-data ../shared/data
 	$(MATERIALIZE) --select 'raw_cohort,clinical_records,preprocessed_volumes' --partition $(REAL_COHORT) -c demo/real.yaml
-	$(MATERIALIZE) --select 'lesion_masks,radiomic_features,radiomic_features_wide,radiomics_exclusions,radiomics_provenance,tumor_burden,subtype_predictions,survival_view' --partition $(REAL_COHORT)
+	$(MATERIALIZE) --select 'lesion_masks,radiomic_features,radiomic_features_wide,radiomics_exclusions,radiomics_provenance,tumor_burden,tumor_location,subtype_predictions,survival_view' --partition $(REAL_COHORT)
 	$(BIN)/gbm-assets sql "select c.patient_id, c.subtype as true_subtype, round(c.survival_months, 1) as survival_months, p.predicted_subtype, p.model_version from clinical_records c join subtype_predictions p using (cohort, patient_id) where cohort = '$(REAL_COHORT)'"
 	$(BIN)/gbm-assets sql "select roi_source, region, round(volume_ml, 1) as volume_ml, round(dice, 3) as dice from tumor_burden where cohort = '$(REAL_COHORT)' order by all"
 
 # The browser test drives Debian's Chromium; install_browser.sh installs it (and playwright,
 # which must never download its own browser) only when missing.
+# The cluster test (gbm_assets_tests/cluster) starts its own PostgreSQL and Dask cluster;
+# install_cluster.sh installs Debian's postgresql and the Python cluster packages only when missing.
 test: install
 	bash scripts/install_browser.sh
+	bash scripts/install_cluster.sh
 	$(PY) -m pytest -n 2 -q -p no:cacheprovider
 
 test-fast: install
 	$(PY) -m pytest -n 2 -q -m "not slow"
 
+# `dg check defs` loads the code location as `dg` does (the defs folder, autoloaded);
+# `dagster definitions validate` loads it through workspace.yaml, as `make dev` does.
 validate: install $(DAGSTER_HOME)/dagster.yaml
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dg check defs
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
+# The Dagster UI (webserver + daemon) on :3000 and, beside it, MLflow's UI on the data root's store on
+# :5000: asset pages link to their MLflow runs and model versions and show their pictures from it.
 dev: install $(DAGSTER_HOME)/dagster.yaml
+	mkdir -p $(GBM_DATA_ROOT)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(GBM_DATA_ROOT)/mlflow.db --host 127.0.0.1 --port 5000 & \
+	mlflow_pid=$$!; trap "kill $$mlflow_pid 2>/dev/null" EXIT INT TERM; \
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean-data:

@@ -4,6 +4,7 @@ and the Dagster helpers (the code location's assets and checks, resources on one
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,9 +35,16 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GBM_DATA_ROOT", str(root))
     return root
 
-@lru_cache(maxsize=1)
 def code_location() -> dg.Definitions:
-    """Every definition under `gbm_assets/defs`, loaded as `dg` loads them."""
+    """Every definition under `gbm_assets/defs`, loaded as `dg` loads them.
+
+    Cached per value of the GBM_* settings: resources read them through `dg.EnvVar` when they are
+    set at load time, so a location loaded under one environment must not serve another."""
+    return _load_code_location(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("GBM_"))))
+
+
+@lru_cache(maxsize=4)
+def _load_code_location(settings: tuple) -> dg.Definitions:
     return dg.load_from_defs_folder(path_within_project=Path(gbm_assets.__file__).parent)
 
 

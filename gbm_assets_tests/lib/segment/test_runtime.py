@@ -68,7 +68,9 @@ def test_unknown_schedule_is_refused():
 
 
 @pytest.mark.slow
-def test_compiled_channels_last_inference_matches_eager():
+def test_compiled_channels_last_inference_matches_eager(tmp_path, monkeypatch):
+    # a cache of its own: two test workers compiling into one shared inductor cache can collide
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     model = UNet(in_channels=1, base=4).eval()
     x = np.random.default_rng(0).normal(size=(4, 1, 32, 32)).astype(np.float32)
     eager = predict_slices(model, x, batch_size=4, compile=False, channels_last=False)
