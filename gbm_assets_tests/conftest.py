@@ -13,7 +13,11 @@ import pytest
 
 import gbm_assets
 from gbm_assets.defs.compute import ComputeResource
-from gbm_assets.defs.resources import DataRootResource, MlflowResource, PartitionedParquetIOManager
+from gbm_assets.defs.resources import (
+    DataRootResource,
+    MlflowResource,
+    PartitionedParquetIOManager,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
@@ -51,6 +55,19 @@ def _load_code_location(settings: tuple) -> dg.Definitions:
 def assets_and_checks() -> list:
     defs = code_location()
     return [*defs.assets, *defs.asset_checks]
+
+
+def only_assets(*keys: str) -> list:
+    """The definitions of asset `keys` and the checks on them alone (for a test that supplies the
+    rest itself, e.g. a stub upstream asset)."""
+    wanted = {dg.AssetKey(k) for k in keys}
+    out = []
+    for node in assets_and_checks():
+        asset_keys = set(getattr(node, "keys", set()))
+        check_targets = {c.asset_key for c in getattr(node, "check_keys", set())}
+        if (asset_keys and asset_keys <= wanted) or (not asset_keys and check_targets and check_targets <= wanted):
+            out.append(node)
+    return out
 
 
 def resources(root: str | Path) -> dict:

@@ -1,6 +1,5 @@
 """The ingest assets and checks, materialized through Dagster on tiny cohorts in a temp data root."""
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml

@@ -1,21 +1,8 @@
-import dagster as dg
 import numpy as np
 import pandas as pd
 
 from gbm_assets.lib.store.paths import DataRoot
-from gbm_assets_tests.conftest import assets_and_checks, materialize
-
-
-def _only(*keys):
-    """The definitions of `keys` and the checks on them (the rest of the code location is not needed)."""
-    wanted = {dg.AssetKey(k) for k in keys}
-    out = []
-    for node in assets_and_checks():
-        asset_keys = set(getattr(node, "keys", set()))
-        check_targets = {c.asset_key for c in getattr(node, "check_keys", set())}
-        if (asset_keys and asset_keys <= wanted) or (not asset_keys and check_targets and check_targets <= wanted):
-            out.append(node)
-    return out
+from gbm_assets_tests.conftest import materialize, only_assets
 
 
 def _write(root: DataRoot, n: int, events: bool) -> None:
@@ -35,7 +22,7 @@ def _write(root: DataRoot, n: int, events: bool) -> None:
 def test_survival_model_cross_validates_both_models(data_root):
     root = DataRoot(data_root)
     _write(root, 30, events=True)
-    materialize(data_root, ["survival_model"], assets=_only("survival_model"))
+    materialize(data_root, ["survival_model"], assets=only_assets("survival_model"))
     out = pd.read_parquet(root.table_dir("survival_model") / "survival_model.parquet") if (root.table_dir("survival_model") / "survival_model.parquet").exists() else pd.read_parquet(next(root.table_dir("survival_model").rglob("*.parquet")))
     assert list(out["model"]) == ["radiomics_age", "clinical"]
     assert (out["status"] == "ok").all()
@@ -46,7 +33,7 @@ def test_survival_model_cross_validates_both_models(data_root):
 def test_survival_model_without_events_is_skipped_with_a_reason(data_root):
     root = DataRoot(data_root)
     _write(root, 30, events=False)
-    materialize(data_root, ["survival_model"], assets=_only("survival_model"))
+    materialize(data_root, ["survival_model"], assets=only_assets("survival_model"))
     out = pd.read_parquet(next(root.table_dir("survival_model").rglob("*.parquet")))
     assert (out["status"] == "skipped").all()
     assert out["reason"].str.contains("no events").all()

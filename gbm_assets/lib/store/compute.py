@@ -116,20 +116,18 @@ class LocalCompute(Compute):
     def _pooled(self, fn, items, initializer, size):
         todo = deque(range(len(items)))
         retry: deque[int] = deque()  # suspects of a broken pool, retried one at a time
-        attempts = [0] * len(items)
+        deaths = [0] * len(items)  # deaths known to be the patient's own (it was alone in flight)
         pool = self._pool(size, initializer)
         running: dict = {}
         try:
             while todo or retry or running:
-                if retry:  # isolation: a suspect runs alone, so a second death is its own
+                if retry:  # isolation: a suspect runs alone, so a death is then its own
                     if not running:
                         i = retry.popleft()
-                        attempts[i] += 1
                         running[pool.submit(fn, items[i])] = i
                 else:
                     while todo and len(running) < size:  # at most `size` in flight: they are the suspects
                         i = todo.popleft()
-                        attempts[i] += 1
                         running[pool.submit(fn, items[i])] = i
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 broken = []
@@ -145,10 +143,12 @@ class LocalCompute(Compute):
                     broken += [running.pop(f) for f in list(running)]  # the pool is gone: all in flight
                     pool.shutdown(wait=True, cancel_futures=True)
                     pool = self._pool(size, initializer)
+                    alone = len(broken) == 1  # else the culprit is unknown: none of them is blamed yet
                     for i in sorted(broken):
-                        if attempts[i] >= 2:
-                            yield items[i], WorkerLost(f"worker process died twice while processing this patient "
-                                                       f"(killed or out of memory); gave up after one retry")  # fmt: skip
+                        deaths[i] += alone
+                        if deaths[i] >= 2:  # died alone, was retried alone, and died again
+                            yield items[i], WorkerLost("worker process died twice while processing this patient "
+                                                       "(killed or out of memory); gave up after one retry")  # fmt: skip
                         else:
                             retry.append(i)
         except BaseException:  # a bug or Ctrl-C: do not wait for the queued patients
