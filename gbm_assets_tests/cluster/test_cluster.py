@@ -19,8 +19,17 @@ from gbm_assets.defs.compute import ComputeResource
 from gbm_assets.lib.store.paths import DataRoot
 from gbm_assets.lib.store.warehouse import query
 from gbm_assets.lib.synth.phantom import SynthOptions, write_cohort
-from gbm_assets_tests.conftest import PROJECT_ROOT, add_cohort, assets_and_checks, resources
-from gbm_assets_tests.reliability.procs import IN_PROCESS, Project, kill_group, visible_tables
+from gbm_assets_tests.conftest import (
+    PROJECT_ROOT,
+    add_cohort,
+    assets_and_checks,
+    resources,
+)
+from gbm_assets_tests.reliability.procs import (
+    IN_PROCESS,
+    Project,
+    visible_tables,
+)
 
 COHORTS = [f"clu{i}" for i in range(4)]  # four at once: the reference machine has two cores
 PATIENTS = 2
@@ -30,8 +39,6 @@ ASSETS = ["raw_cohort", "clinical_records", "radiomic_features", "radiomic_featu
           "radiomics_provenance", "tumor_burden"]  # fmt: skip
 COMPARED = ["raw_cohort", "clinical_records", "radiomic_features", "radiomic_features_wide", "radiomics_exclusions",
             "tumor_burden"]  # fmt: skip
-LOCK_ERRORS = ("database is locked", "could not obtain lock", "deadlock detected", "Could not set lock",
-               "OperationalError", "IOException")  # fmt: skip
 
 
 def _write_inputs(data_root, cohorts) -> None:
@@ -85,16 +92,7 @@ def test_partitions_at_once_on_postgres_and_dask_match_the_local_backend(tmp_pat
         instance.add_dynamic_partitions("cohorts", COHORTS)
 
     run_config = IN_PROCESS | {"ops": {"radiomic_features": {"config": SETTINGS}}}
-    runs = [project.start_materialize(ASSETS, c, run_config, c) for c in COHORTS]
-    try:
-        codes = [run.wait(timeout=900) for run in runs]
-    finally:
-        for run in runs:
-            kill_group(run)
-    for cohort, code in zip(COHORTS, codes):
-        log = project.log_tail(cohort, 10**6)
-        assert code == 0, f"{cohort}: exit {code}\n{log[-4000:]}"
-        assert not [e for e in LOCK_ERRORS if e in log], f"{cohort}: lock error in its log\n{log[-4000:]}"
+    project.materialize_at_once(ASSETS, COHORTS, run_config, timeout=900)
 
     expected = {(c, f"{c}-{i:03d}") for c in COHORTS for i in range(PATIENTS)}
     for asset in ("raw_cohort", "clinical_records", "radiomic_features_wide"):

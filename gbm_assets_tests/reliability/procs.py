@@ -28,6 +28,11 @@ IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 """Run configuration: every step in the CLI's own process (one code-location load per run)."""
 
 
+LOCK_ERRORS = ("database is locked", "could not obtain lock", "deadlock detected", "Could not set lock",
+               "OperationalError", "IOException")  # fmt: skip
+"""What SQLite, PostgreSQL or DuckDB print when concurrent runs fight over a lock."""
+
+
 @dataclass
 class Project:
     """A temporary DAGSTER_HOME (the project's dagster.yaml, SQLite storage) and a data root."""
@@ -67,6 +72,20 @@ class Project:
 
     def log_tail(self, name: str, chars: int = 4000) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")[-chars:]
+
+    def materialize_at_once(self, selection: list[str], partitions: list[str], run_config: dict, timeout: float) -> None:
+        """One `dagster asset materialize` per partition, all at once; assert each exits 0 with no lock
+        error in its log. Every process group is killed afterwards, even on failure."""
+        runs = [self.start_materialize(selection, p, run_config, p) for p in partitions]
+        try:
+            codes = [run.wait(timeout=timeout) for run in runs]
+        finally:
+            for run in runs:
+                kill_group(run)
+        for partition, code in zip(partitions, codes):
+            log = self.log_tail(partition, 10**6)
+            assert code == 0, f"{partition}: exit {code}\n{log[-4000:]}"
+            assert not [e for e in LOCK_ERRORS if e in log], f"{partition}: lock error in its log\n{log[-4000:]}"
 
 
 def _stat(pid: int) -> tuple[int, int, str] | None:

@@ -13,7 +13,6 @@ from gbm_assets.lib.synth.phantom import SynthOptions, write_cohort
 from gbm_assets_tests.reliability.procs import (
     IN_PROCESS,
     Project,
-    kill_group,
     visible_tables,
 )
 
@@ -21,7 +20,6 @@ COHORTS = [f"conc{i}" for i in range(8)]
 PATIENTS = 2
 TINY = SynthOptions(shape=(32, 32, 16), spacing=(4.5, 5.5, 8.0))
 ASSETS = ["raw_cohort", "clinical_records"]
-LOCK_ERRORS = ("database is locked", "OperationalError", "Could not set lock", "IOException")
 
 
 @pytest.mark.slow
@@ -33,16 +31,7 @@ def test_eight_partitions_at_once_on_the_sqlite_instance(tmp_path, monkeypatch):
     with dg.DagsterInstance.from_config(str(project.home)) as instance:
         instance.add_dynamic_partitions("cohorts", COHORTS)
 
-    runs = [project.start_materialize(ASSETS, c, IN_PROCESS, c) for c in COHORTS]
-    try:
-        codes = [run.wait(timeout=600) for run in runs]
-    finally:
-        for run in runs:
-            kill_group(run)
-    for cohort, code in zip(COHORTS, codes):
-        log = project.log_tail(cohort, 10**6)
-        assert code == 0, f"{cohort}: exit {code}\n{log[-4000:]}"
-        assert not [e for e in LOCK_ERRORS if e in log], f"{cohort}: lock error in its log\n{log[-4000:]}"
+    project.materialize_at_once(ASSETS, COHORTS, IN_PROCESS, timeout=600)
 
     tables = visible_tables(project.data_root)
     assert set(tables) == {f"{a}/{c}.parquet" for a in ASSETS for c in COHORTS}

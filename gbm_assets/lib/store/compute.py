@@ -24,6 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import socket
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -70,15 +71,16 @@ def probe_root(path: str) -> tuple[str, bool]:
     return socket.gethostname(), os.path.isdir(path) and os.access(path, os.R_OK)
 
 
-class Compute:
+class Compute(ABC):
     """Base: `map_patients(fn, items, initializer=None)` -> iterator of (item, result | exception)."""
 
     name = "base"
     workers = 1
 
+    @abstractmethod
     def map_patients(self, fn: Callable, items: Iterable[Any], *, initializer: Callable | None = None
                      ) -> Iterator[tuple[Any, Any]]:  # fmt: skip
-        raise NotImplementedError
+        """Yield (item, result or the exception it raised) per item; a lost worker gives `WorkerLost`."""
 
     def describe(self) -> str:
         return self.name
