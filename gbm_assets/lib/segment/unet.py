@@ -132,16 +132,19 @@ class UNet(nn.Module):
         in_channels: input channels C (1 for one sequence, 3 for the study's T1/T2/FLAIR "Stack").
         base: width of the first level; levels are base x (1, 2, 4, 8, 16). The study uses 64.
         p: Dropout2d probability in every ConvBlock (the study: 0.3).
+        out_channels: sigmoid outputs K of the head: 1 (the study's binary whole tumour, default) or
+            3 for the nested regions of `regions.REGION_CHANNELS` (whole tumour, core, enhancing).
+            Only the head's width changes, so out_channels=1 builds the same weights as before.
 
     Shapes:
-        forward:        (N, C, H, W) -> (N, 1, H, W) probabilities in [0, 1]
-        forward_logits: (N, C, H, W) -> (N, 1, H, W) logits (use these for the loss)
+        forward:        (N, C, H, W) -> (N, K, H, W) probabilities in [0, 1]
+        forward_logits: (N, C, H, W) -> (N, K, H, W) logits (use these for the loss)
         H and W must be divisible by 16 and at least 32.
     """
 
-    def __init__(self, in_channels: int = 1, base: int = 64, p: float = 0.3):
+    def __init__(self, in_channels: int = 1, base: int = 64, p: float = 0.3, out_channels: int = 1):
         super().__init__()
-        self.in_channels, self.base, self.p = in_channels, base, p
+        self.in_channels, self.base, self.p, self.out_channels = in_channels, base, p, out_channels
         self.padded_layout = True
         """Blocks hand each other reflect-padded outputs (same numbers, fewer passes; module docstring)."""
         # Encoder
@@ -164,11 +167,11 @@ class UNet(nn.Module):
         self.u4 = UpSample(base * 2)
         self.c9 = ConvBlock(base * 2, base, p)
         # Head: the study's 3x3 conv keeps PyTorch's defaults (zero padding, bias).
-        self.head = nn.Conv2d(base, 1, kernel_size=3, stride=1, padding=1)
+        self.head = nn.Conv2d(base, out_channels, kernel_size=3, stride=1, padding=1)
         self.act = nn.Sigmoid()
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits before the sigmoid, (N, C, H, W) -> (N, 1, H, W)."""
+        """Logits before the sigmoid, (N, C, H, W) -> (N, out_channels, H, W)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         h, w = x.shape[-2:]
@@ -187,7 +190,7 @@ class UNet(nn.Module):
         return self.head(r1[..., 1:-1, 1:-1] if pad else r1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Probabilities, as in the study: sigmoid(forward_logits(x)), shape (N, 1, H, W)."""
+        """Probabilities, as in the study: sigmoid(forward_logits(x)), shape (N, out_channels, H, W)."""
         return self.act(self.forward_logits(x))
 
 

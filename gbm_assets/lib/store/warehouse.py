@@ -34,6 +34,7 @@ import duckdb
 import pandas as pd
 
 from gbm_assets.lib.store.paths import DataRoot
+from gbm_assets.lib.store.views import create_derived_views, derived_views_for
 
 
 class QueryRefused(ValueError):
@@ -100,6 +101,10 @@ def ensure_views(root: DataRoot, tables: list[str] | None = None, refresh: bool 
         todo = [t for t in with_files if refresh or t not in existing or _glob(root.table_dir(t)) not in (existing[t] or "")]
         for table in todo:
             con.execute(view_sql(table, root.table_dir(table)))
+        # derived views (lib/store/views.py) over the table views: new, asked to refresh, or over a table just (re)viewed
+        derived = [v.name for v in derived_views_for(set(existing) | set(todo))
+                   if refresh or v.name not in existing or set(v.requires) & set(todo)]  # fmt: skip
+        todo += create_derived_views(con, set(existing) | set(todo), only=derived)
     return todo
 
 
@@ -130,8 +135,10 @@ def sandbox(root: DataRoot) -> Iterator[duckdb.DuckDBPyConnection]:
         allowed = str(root.tables_dir).replace("'", "''") + "/"
         con.execute("SET temp_directory = ''")
         con.execute(f"SET allowed_directories = ['{allowed}']")
-        for table in tables_with_files(root):
+        tables = tables_with_files(root)
+        for table in tables:
             con.execute(view_sql(table, root.table_dir(table)))
+        create_derived_views(con, tables)
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         yield con
@@ -182,6 +189,7 @@ def describe_view(root: DataRoot, name: str) -> pd.DataFrame:
         KeyError: no such view; the message names the views that exist.
     """
     views = tables_with_files(root)
+    views += [v.name for v in derived_views_for(views)]
     if name not in views:
         raise KeyError(f"no view {name!r}; views: {', '.join(views) or '(none yet)'}")
     with sandbox(root) as con:

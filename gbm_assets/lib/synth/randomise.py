@@ -1,0 +1,252 @@
+"""Domain randomisation of training slices, on the fly and seeded (SynthSeg, Billot et al. 2023).
+
+The demo models only ever see phantoms. SynthSeg showed that a network trained on images whose
+contrast, bias field, resolution and noise are redrawn for every example learns shapes rather than
+one scanner's look, and segments real scans. `randomise_batch` does that to a batch of preprocessed
+slices (x (N, C, H, W) float32, z-scored inside the brain and 0 outside, as `training_slices`
+stores them) and its canonical label maps (N, H, W), which it never changes.
+
+Per slice, each step is applied with its own probability (`RandomiseConfig`), in this order:
+
+1. per-class intensities (`class_intensities`): every class (the tumour's labels 1, 2, 3 and
+   `background_clusters` intensity clusters of the healthy brain, or a given tissue map) gets a
+   random mean and texture gain per sequence, mixed with the original by a random weight. The
+   per-class maps are smoothed over `edge_sigma_px` so label borders do not become sharp edges a
+   network could cheat on (real edema fades into brain);
+2. a smooth multiplicative bias field per sequence (`bias_field`);
+3. a random gamma per sequence (`gamma`);
+4. random contrast between sequences (`mix_sequences`): a per-sequence contrast stretch and a
+   random mixing of the channels;
+5. blur and resolution loss (`degrade_resolution`): Gaussian blur, then down- and up-sampling;
+6. Gaussian or Rician noise (`add_noise`).
+
+Steps 1-6 work on each sequence rescaled to about [0, 1] inside the brain. At the end every
+sequence is normalised back as preprocessing does (`preprocess.volumes.normalize`: clip to the 0.5
+and 99.5 percentiles, z-score inside the brain), then given the input slice's brain mean and
+standard deviation, so the output lives on the scale the network sees at inference, 0 outside.
+
+All randomness comes from the `numpy.random.Generator` passed in: one seed, one output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from gbm_assets.lib.preprocess.volumes import normalize
+from gbm_assets.lib.synth.anatomy import smooth_noise
+
+__all__ = [
+    "RandomiseConfig", "add_noise", "bias_field", "class_intensities", "class_map", "degrade_resolution",
+    "gamma", "mix_sequences", "randomise_batch", "randomise_slice",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RandomiseConfig:
+    """Probabilities and ranges of the randomisation (intensities in units of the [0, 1] brain range).
+
+    Attributes:
+        p_intensity, p_bias, p_gamma, p_contrast, p_resolution, p_noise: chance of each step per slice.
+        background_clusters: healthy-brain intensity clusters when no tissue map is given.
+        mix: range of the weight of the random class intensities against the original image.
+        texture_gain: range of the per-class gain of the original texture (log-uniform).
+        edge_sigma_px: range of the smoothing of the per-class maps, pixels.
+        bias_amplitude: largest std of the log bias field; bias_sigma: its smoothness as a
+            fraction of the slice width.
+        gamma_log_std: std of log(gamma).
+        contrast_log_std: std of the log contrast stretch per sequence; channel_mix: largest weight
+            of the other sequences mixed into one.
+        blur_sigma_px: range of the Gaussian blur; resolution_factor: range of the down-sampling
+            factor per axis (1 = none).
+        noise_std: range of the noise std; rician_share: chance that noise is Rician, not Gaussian.
+    """
+
+    p_intensity: float = 0.8
+    p_bias: float = 0.5
+    p_gamma: float = 0.5
+    p_contrast: float = 0.3
+    p_resolution: float = 0.3
+    p_noise: float = 0.5
+    background_clusters: int = 3
+    mix: tuple[float, float] = (0.2, 1.0)
+    texture_gain: tuple[float, float] = (0.5, 2.0)
+    edge_sigma_px: tuple[float, float] = (0.5, 1.5)
+    bias_amplitude: float = 0.35
+    bias_sigma: float = 0.3
+    gamma_log_std: float = 0.3
+    contrast_log_std: float = 0.3
+    channel_mix: float = 0.3
+    blur_sigma_px: tuple[float, float] = (0.0, 1.2)
+    resolution_factor: tuple[float, float] = (1.0, 3.0)
+    noise_std: tuple[float, float] = (0.0, 0.08)
+    rician_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        probs = (self.p_intensity, self.p_bias, self.p_gamma, self.p_contrast, self.p_resolution, self.p_noise)
+        if not all(0 <= p <= 1 for p in probs) or self.background_clusters < 1:
+            raise ValueError(f"probabilities must lie in [0, 1] and background_clusters >= 1; got {self}")
+        if self.resolution_factor[0] < 1 or any(lo > hi for lo, hi in (self.mix, self.texture_gain, self.edge_sigma_px,
+                                                                        self.blur_sigma_px, self.resolution_factor, self.noise_std)):
+            raise ValueError(f"ranges must be (low, high) with low <= high and resolution_factor >= 1; got {self}")
+
+
+def _unit(u: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Each channel rescaled so its brain's 1st..99th percentiles span 0..1 (clipped at 0), 0 outside."""
+    out = np.zeros_like(u, dtype=np.float32)
+    for c, ch in enumerate(u):
+        lo, hi = np.percentile(ch[brain], (1, 99))
+        out[c][brain] = np.clip((ch[brain] - lo) / (hi - lo if hi > lo else 1.0), 0, None)
+    return out
+
+
+def class_map(u: np.ndarray, labels: np.ndarray, brain: np.ndarray, clusters: int = 3,
+              tissue: np.ndarray | None = None) -> np.ndarray:
+    """Classes of one slice: 0 outside the brain, 1..K healthy brain, K + label for tumour labels 1..3.
+
+    Healthy classes come from `tissue` (values > 0 taken as they are, shifted to 1..K) when given;
+    otherwise from `clusters` intensity quantile bins of the channels' mean (CSF / grey / white
+    matter in a T1-like image)."""
+    classes = np.zeros(labels.shape, np.int32)
+    healthy = brain & (labels == 0)
+    if tissue is not None:
+        values = np.unique(tissue[healthy])
+        k = max(len(values), 1)
+        classes[healthy] = np.searchsorted(values, tissue[healthy]) + 1
+    else:
+        k = clusters
+        mean = u.mean(axis=0)
+        if healthy.any():
+            edges = np.quantile(mean[healthy], np.linspace(0, 1, k + 1)[1:-1])
+            classes[healthy] = np.searchsorted(edges, mean[healthy]) + 1
+    tumour = brain & (labels > 0)
+    classes[tumour] = k + labels[tumour].astype(np.int32)
+    return classes
+
+
+def class_intensities(rng: np.random.Generator, u: np.ndarray, classes: np.ndarray, config: RandomiseConfig) -> np.ndarray:
+    """Random mean and texture gain per class and sequence, mixed with the original (see module doc)."""
+    n = int(classes.max()) + 1
+    out = u.copy()
+    inside = classes > 0
+    w = rng.uniform(*config.mix)
+    sigma = rng.uniform(*config.edge_sigma_px)
+    counts = np.bincount(classes.ravel(), minlength=n).astype(np.float64)
+    for c, ch in enumerate(u):
+        old_mean = np.bincount(classes.ravel(), ch.ravel(), minlength=n) / np.maximum(counts, 1)
+        new_mean = rng.uniform(0.0, 1.0, n)
+        new_mean[0] = 0.0  # outside the brain stays dark, so the smoothed maps fade to 0 at its edge
+        gain = np.exp(rng.uniform(*np.log(config.texture_gain), n))
+        smooth = lambda a: ndimage.gaussian_filter(a.astype(np.float32), sigma)
+        synth = smooth(new_mean[classes]) + smooth(gain[classes]) * (ch - smooth(old_mean[classes]))
+        out[c][inside] = ((1 - w) * ch + w * synth)[inside]
+    return out
+
+
+def bias_field(rng: np.random.Generator, u: np.ndarray, config: RandomiseConfig) -> np.ndarray:
+    """u times exp(a * smooth unit noise), a fresh field and amplitude a per sequence."""
+    h, w = u.shape[-2:]
+    sigma = config.bias_sigma * max(h, w)
+    return np.stack([ch * np.exp(rng.uniform(0, config.bias_amplitude) * smooth_noise(rng, (h, w), (1.0, 1.0), sigma))
+                     for ch in u]).astype(np.float32)  # fmt: skip
+
+
+def gamma(rng: np.random.Generator, u: np.ndarray, brain: np.ndarray, config: RandomiseConfig) -> np.ndarray:
+    """Each sequence, rescaled to [0, 1] in the brain, raised to exp(N(0, gamma_log_std))."""
+    unit = _unit(u, brain)
+    return np.stack([ch ** np.exp(rng.normal(0, config.gamma_log_std)) for ch in unit]).astype(np.float32)
+
+
+def mix_sequences(rng: np.random.Generator, u: np.ndarray, brain: np.ndarray, config: RandomiseConfig) -> np.ndarray:
+    """Random contrast between sequences: each channel stretched about its brain median by
+    exp(N(0, contrast_log_std)), then mixed with the others (weight up to `channel_mix`)."""
+    out = u.copy()
+    for c, ch in enumerate(u):
+        med = float(np.median(ch[brain])) if brain.any() else 0.0
+        out[c] = med + np.exp(rng.normal(0, config.contrast_log_std)) * (ch - med)
+    n = len(u)
+    if n > 1:
+        weights = rng.uniform(0, 1, (n, n))
+        np.fill_diagonal(weights, 0)
+        weights *= rng.uniform(0, config.channel_mix, (n, 1)) / weights.sum(axis=1, keepdims=True)
+        np.fill_diagonal(weights, 1 - weights.sum(axis=1))
+        out = np.tensordot(weights, out, axes=1)
+    return np.clip(out, 0, None).astype(np.float32)
+
+
+def degrade_resolution(rng: np.random.Generator, u: np.ndarray, config: RandomiseConfig) -> np.ndarray:
+    """Per sequence: Gaussian blur, then down-sampling by a random factor per axis (anti-aliased) and
+    linear up-sampling back to the slice size: thick slices, low in-plane resolution, soft edges."""
+    shape = np.array(u.shape[-2:])
+    out = []
+    for ch in u:
+        factor = rng.uniform(*config.resolution_factor, 2)
+        ch = ndimage.gaussian_filter(ch, np.hypot(rng.uniform(*config.blur_sigma_px), 0.4 * (factor - 1)))
+        small_shape = np.maximum(np.round(shape / factor).astype(int), 2)
+        small = ndimage.zoom(ch, small_shape / shape, order=1, grid_mode=True, mode="nearest")
+        out.append(ndimage.zoom(small, shape / np.array(small.shape), order=1, grid_mode=True, mode="nearest"))
+    return np.stack(out).astype(np.float32)
+
+
+def add_noise(rng: np.random.Generator, u: np.ndarray, config: RandomiseConfig) -> np.ndarray:
+    """Gaussian, or (with chance `rician_share`) Rician noise of a random std per sequence."""
+    out = []
+    for ch in u:
+        std = rng.uniform(*config.noise_std)
+        n1 = rng.standard_normal(ch.shape).astype(np.float32) * std
+        if rng.random() < config.rician_share:
+            n2 = rng.standard_normal(ch.shape).astype(np.float32) * std
+            out.append(np.sqrt((np.clip(ch, 0, None) + n1) ** 2 + n2**2))
+        else:
+            out.append(ch + n1)
+    return np.stack(out).astype(np.float32)
+
+
+def randomise_slice(rng: np.random.Generator, x: np.ndarray, labels: np.ndarray, config: RandomiseConfig = RandomiseConfig(),
+                    brain: np.ndarray | None = None, tissue: np.ndarray | None = None) -> np.ndarray:
+    """One randomised slice (C, H, W) float32 from `x` (C, H, W) and its labels (H, W).
+
+    `brain` defaults to the pixels where any sequence is non-zero; `tissue` (H, W) optional healthy
+    tissue classes (phantoms have them). Outside the brain the output is 0; inside, each sequence
+    keeps the input's brain mean and std. A slice without brain is returned unchanged (a copy)."""
+    x = np.asarray(x, dtype=np.float32)
+    brain = (x != 0).any(axis=0) if brain is None else np.asarray(brain, bool)
+    if brain.sum() < 2:
+        return x.copy()
+    u = _unit(x, brain)
+    if rng.random() < config.p_intensity:
+        u = class_intensities(rng, u, class_map(u, labels, brain, config.background_clusters, tissue), config)
+    if rng.random() < config.p_bias:
+        u = bias_field(rng, u, config)
+    if rng.random() < config.p_gamma:
+        u = gamma(rng, u, brain, config)
+    if rng.random() < config.p_contrast:
+        u = mix_sequences(rng, u, brain, config)
+    if rng.random() < config.p_resolution:
+        u = degrade_resolution(rng, u, config)
+    if rng.random() < config.p_noise:
+        u = add_noise(rng, u, config)
+    out = np.zeros_like(x)
+    for c, ch in enumerate(u):
+        z = normalize(np.nan_to_num(ch), brain)
+        out[c][brain] = z[brain] * x[c][brain].std() + x[c][brain].mean()
+    return out
+
+
+def randomise_batch(rng: np.random.Generator, x: np.ndarray, labels: np.ndarray, config: RandomiseConfig = RandomiseConfig(),
+                    tissue: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`randomise_slice` on every slice of x (N, C, H, W) with labels (N, H, W); tissue (N, H, W) optional.
+
+    Returns (randomised x, labels): the labels are the very array passed in, untouched.
+
+    Raises:
+        ValueError: x and labels disagree on N, H, W.
+    """
+    x = np.asarray(x)
+    if x.ndim != 4 or x.shape[:1] + x.shape[2:] != np.shape(labels):
+        raise ValueError(f"expected x (N, C, H, W) and labels (N, H, W); got {x.shape} and {np.shape(labels)}")
+    out = np.stack([randomise_slice(rng, x[i], labels[i], config, tissue=None if tissue is None else tissue[i])
+                    for i in range(len(x))]) if len(x) else x.astype(np.float32)  # fmt: skip
+    return out, labels
