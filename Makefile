@@ -15,7 +15,7 @@ DEMO_PATIENTS ?= 40
 DEMO_SEED ?= 7
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install demo demo-real test test-fast dev validate sql clean-data
+.PHONY: install demo demo-real test test-fast screenshots dev validate sql clean-data
 
 # The install order matters:
 # - torch==2.13.0 exactly: it resolves to the CPU wheel on the reference machines; a looser
@@ -74,6 +74,12 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -n 2 -q -m "not slow"
+
+# Rewrites docs/screenshots/ (the asset graph, segmentation_metrics' page with its pictures) from
+# the browser test; the test alone (make test) never touches the tracked PNGs.
+screenshots: install
+	bash scripts/install_browser.sh
+	GBM_UPDATE_SCREENSHOTS=1 GBM_REQUIRE_BROWSER=1 $(PY) -m pytest -n 0 -q -p no:randomly gbm_assets_tests/e2e/test_pictures.py
 
 # `dg check defs` loads the code location as `dg` does (the defs folder, autoloaded);
 # `dagster definitions validate` loads it through workspace.yaml, as `make dev` does.

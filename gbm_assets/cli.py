@@ -7,7 +7,7 @@
     gbm-assets sql "select * from radiomic_features_wide limit 2"   wide rows print vertically
     gbm-assets sql "select * from radiomic_features_wide" --format parquet --output wide.parquet
     gbm-assets sql --list                  views and their row counts
-    gbm-assets sql --describe raw_cohort   a view's columns
+    gbm-assets sql describe raw_cohort     a view's columns (also: --describe raw_cohort)
 
 `sql` runs one SELECT-type statement in a sealed, in-memory DuckDB over $GBM_DATA_ROOT/tables
 (no file access outside tables/, no writes, no extensions). Commands that register a partition
@@ -24,12 +24,17 @@ from importlib import metadata
 from pathlib import Path
 
 from gbm_assets.lib.store.paths import CohortNameError, DataRoot, validate_cohort_name
+from gbm_assets.sql_cli import (
+    VERTICAL_MAX_FIELDS,
+    CliError,
+    cmd_sql,
+    print_table,
+    views_epilog,
+)
+
+__all__ = ["CliError", "build_parser", "main", "print_table", "register_cohort"]
 
 COHORTS_PARTITION = "cohorts"  # the name of defs.partitions.cohorts_partitions, kept Dagster-free here
-
-
-class CliError(Exception):
-    """An error the command reports as one line, exit status 1."""
 
 
 def _version() -> str:
@@ -110,99 +115,6 @@ def _cmd_assemble_real(args: argparse.Namespace) -> int:
     return 0
 
 
-VERTICAL_MAX_FIELDS = 60
-"""Fields printed per record in vertical output before a "... N more" note."""
-
-
-def _terminal_width() -> int:
-    import shutil
-
-    return shutil.get_terminal_size((120, 40)).columns
-
-
-def print_vertical(df, max_fields: int | None = VERTICAL_MAX_FIELDS) -> None:
-    """One `column: value` line per field, records separated by a `-[ RECORD n ]-` line; at most
-    `max_fields` fields per record (None: all), then a note of how many were left out."""
-    names = [str(c) for c in df.columns]
-    width = max(len(n) for n in names[: max_fields or len(names)])
-    for i, row in enumerate(df.itertuples(index=False), start=1):
-        print(f"-[ RECORD {i} ]" + "-" * 20)
-        values = list(row)
-        for name, value in list(zip(names, values))[: max_fields or len(names)]:
-            text = " ".join(str(value).split())
-            print(f"{name.ljust(width)} | {text[:200]}{'...' if len(text) > 200 else ''}")
-        if max_fields and len(names) > max_fields:
-            print(f"... {len(names) - max_fields} more columns (--all-fields to show them, --format csv/json/parquet "
-                  "--output FILE for the full table)")
-
-
-def print_table(df, fmt: str, max_rows: int | None = None, *, vertical: bool | None = None, output: str | None = None,
-                all_fields: bool = False) -> None:
-    """Print a DataFrame as an aligned table (at most `max_rows` rows), CSV or JSON records, or
-    write it (csv/json/parquet) to `output`; csv/json/parquet always hold every row and column.
-
-    Table format: printed vertically when `vertical` is True, or (None) when the rows would not
-    fit the terminal's width.
-    """
-    if fmt == "parquet":
-        if not output:
-            raise CliError("--format parquet needs --output FILE")
-        df.to_parquet(output, index=False)
-        print(f"wrote {len(df)} rows x {len(df.columns)} columns to {output}", file=sys.stderr)
-        return
-    if fmt in ("csv", "json"):
-        text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=2, date_format="iso") + "\n"
-        if output:
-            Path(output).write_text(text)
-            print(f"wrote {len(df)} rows x {len(df.columns)} columns to {output}", file=sys.stderr)
-        else:
-            sys.stdout.write(text)
-        return
-    if not len(df):
-        print(f"(no rows) columns: {', '.join(map(str, df.columns))}")
-        return
-    shown = df if max_rows is None or len(df) <= max_rows else df.head(max_rows)
-    text = shown.to_string(index=False, max_rows=None, max_colwidth=80)
-    too_wide = max(len(line) for line in text.splitlines()) > _terminal_width()
-    if vertical or (vertical is None and too_wide):
-        print_vertical(shown, None if all_fields else VERTICAL_MAX_FIELDS)
-    else:
-        print(text)
-    if len(shown) < len(df):
-        print(f"({len(shown)} of {len(df)} rows shown; --max-rows to change, --format csv for all)")
-
-
-def _cmd_sql(args: argparse.Namespace) -> int:
-    import duckdb
-
-    from gbm_assets.lib.store import warehouse
-
-    root = DataRoot.from_env(args.data_root)
-    if args.refresh_views:
-        done = warehouse.ensure_views(root, refresh=True)
-        print(f"recreated {len(done)} view(s) in {root.warehouse}: {', '.join(done) or '(no tables yet)'}")
-        return 0
-    try:
-        if args.list:
-            df = warehouse.list_views(root)
-        elif args.describe:
-            df = warehouse.describe_view(root, args.describe)
-        else:
-            df = warehouse.query(root, args.query)
-    except KeyError as exc:
-        raise CliError(exc.args[0]) from None
-    except warehouse.QueryRefused as exc:
-        raise CliError(f"SQL {exc}") from None
-    except duckdb.CatalogException as exc:
-        views = warehouse.tables_with_files(root)
-        raise CliError(f"SQL error: {exc} (views: {', '.join(views) or f'none yet under {root.tables_dir}'})") from None
-    except duckdb.Error as exc:
-        raise CliError(f"SQL error: {exc}") from None
-    print_table(df, args.format, args.max_rows, vertical=True if args.vertical else None, output=args.output,
-                all_fields=args.all_fields)
-    return 0
-
-
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -210,7 +122,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(root: DataRoot | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with `root`, `sql --help` lists the views that exist there."""
     parser = argparse.ArgumentParser(prog="gbm-assets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--data-root", help="data root (default: $GBM_DATA_ROOT, else ./data)")
@@ -240,11 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--shared-data", default="../shared/data", help="folder holding the real case (default ../shared/data)")
     real.set_defaults(func=_cmd_assemble_real)
 
-    sql = sub.add_parser("sql", help="run one SELECT on the tables (sandboxed, read-only)")
+    sql = sub.add_parser("sql", help="run one SELECT on the tables (sandboxed, read-only)", epilog=views_epilog(root),
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Run one SELECT-type statement on the tables (sandboxed, read-only), list the\n"
+                         "views or describe one. Rows wider than the terminal print one field per line;\n"
+                         "--format csv/json/parquet gives every row and column.")
     what = sql.add_mutually_exclusive_group(required=True)
-    what.add_argument("query", nargs="?", help="one SELECT-type statement")
+    what.add_argument("query", nargs="*", default=[], metavar="SQL",
+                      help="one SELECT-type statement (quote it), or `describe VIEW` for a view's columns")
     what.add_argument("--list", action="store_true", help="list the views and their row counts")
-    what.add_argument("--describe", metavar="VIEW", help="list a view's columns and types")
+    what.add_argument("--describe", metavar="VIEW", help="list a view's columns and types (same as `describe VIEW`)")
     what.add_argument("--refresh-views", action="store_true", help="recreate warehouse.duckdb's views (after moving the data root)")
     sql.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table",
                      help="table (for people; wide rows vertical), or csv/json/parquet: every row and column "
@@ -255,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--all-fields", action="store_true",
                      help=f"vertical output: print every field, not the first {VERTICAL_MAX_FIELDS}")
     sql.add_argument("--max-rows", type=_positive, default=200, help="rows shown in table format (default 200)")
-    sql.set_defaults(func=_cmd_sql)
+    sql.set_defaults(func=cmd_sql)
     return parser
 
 
@@ -263,8 +181,19 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _help_root(argv: list[str]) -> DataRoot | None:
+    """The data root whose views `sql --help` lists (only when help is asked for: it reads the disk)."""
+    if not {"-h", "--help"} & set(argv):
+        return None
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--data-root")
+    known, _ = pre.parse_known_args(argv)
+    return DataRoot.from_env(known.data_root)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_help_root(argv)).parse_args(argv)
     try:
         if getattr(args, "cohort", None) is not None:
             validate_cohort_name(args.cohort)

@@ -67,12 +67,42 @@ def test_list_and_describe(tables, capsys):
     assert code == 0 and [c["column"] for c in json.loads(out)] == ["cohort", "patient_id", "status"]
 
 
-def test_unknown_table_names_the_views_that_exist(tables, capsys):
-    code, out, err = run(capsys, "sql", "select * from raw_cohorts")
-    assert code == 1 and out == ""
-    assert len(err.strip().splitlines()) == 1 and "raw_cohorts" in err and "(views: raw_cohort)" in err
-    code, _, err = run(capsys, "sql", "--describe", "nope")
-    assert code == 1 and "no view 'nope'; views: raw_cohort" in err
+def test_describe_view_as_words_or_option(tables, capsys):
+    for argv in (["describe", "raw_cohort"], ["DESCRIBE raw_cohort;"], ["--describe", "raw_cohort"]):
+        code, out, _ = run(capsys, "sql", *argv, "--format", "csv")
+        assert code == 0 and out.splitlines() == ["column,type", "cohort,VARCHAR", "patient_id,VARCHAR", "status,VARCHAR"], argv
+    code, out, _ = run(capsys, "sql", "select", "count(*)", "as", "n", "from", "raw_cohort", "--format", "csv")
+    assert code == 0 and out.splitlines() == ["n", "30"]  # unquoted words are one statement
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["select * from raw_cohorts"], "no view 'raw_cohorts' (did you mean raw_cohort?); views: raw_cohort"),
+        (["select * from segmentation_metric"], "no view 'segmentation_metric'; views: raw_cohort"),
+        (["describe", "raw_cohrt"], "no view 'raw_cohrt' (did you mean raw_cohort?); views: raw_cohort"),
+        (["--describe", "nope"], "no view 'nope'; views: raw_cohort"),
+    ],
+)
+def test_unknown_view_names_the_views_that_exist_not_duckdb_guesses(tables, capsys, argv, expected):
+    code, out, err = run(capsys, "sql", *argv)
+    assert code == 1 and out == "" and len(err.strip().splitlines()) == 1
+    assert expected in err and "Did you mean" not in err and "pg_" not in err and "sqlite_" not in err
+
+
+def test_unknown_view_without_tables_says_none_exist(data_root, capsys):
+    code, _, err = run(capsys, "sql", "select * from raw_cohort")
+    assert code == 1 and "no view 'raw_cohort': no tables yet under" in err
+
+
+def test_sql_help_lists_the_views_of_the_data_root(tables, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sql", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "views under" in out and out.rstrip().endswith("raw_cohort")
+    with pytest.raises(SystemExit):
+        main(["--data-root", str(tables.root / "empty"), "sql", "-h"])  # no such folder: no list, no error
+    assert "views under" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

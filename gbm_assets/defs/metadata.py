@@ -1,4 +1,5 @@
-"""Metadata helpers shared by every stage: pictures, tables and MLflow links as Dagster metadata values.
+"""Metadata helpers shared by every stage: pictures, tables and MLflow links as Dagster metadata values,
+and `check_result`, through which every asset check names its partition and the value it found.
 
 Pictures: the Dagster UI renders a markdown value inline (without a click) only when its text is
 short (under ~1,000 characters), so a picture served at a URL (an MLflow artifact, see
@@ -15,6 +16,7 @@ import urllib.parse
 from collections.abc import Mapping
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 MLFLOW_UI_ENV = "GBM_MLFLOW_UI_URL"
@@ -105,3 +107,40 @@ def table_metadata(df: pd.DataFrame, index: bool = True, digits: int | None = No
             if pd.api.types.is_float_dtype(df[col]):
                 df[col] = [format_number(float(v), digits) for v in df[col]]
     return dg.MetadataValue.md(df.to_markdown(index=index))
+
+
+def check_partition() -> str:
+    """The partition the running asset check evaluates: its key, "unpartitioned", or "unknown (called
+    outside a run)" when a test calls the check function directly."""
+    try:
+        context = dg.AssetCheckExecutionContext.get()
+    except dg.DagsterInvariantViolationError:
+        return "unknown (called outside a run)"
+    return context.partition_key if context.has_partition_key else "unpartitioned"
+
+
+def check_result(passed: bool, value, expected: str, *, severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+                 description: str | None = None, metadata: Mapping | None = None) -> dg.AssetCheckResult:
+    """An asset check result that says where and what failed, the same way for every check.
+
+    Metadata `partition` (the cohort, model input or "unpartitioned"), `value` (what the check found:
+    a number where there is one, so the UI can plot it) and `expected` (the threshold, as text, so a
+    constant is not plotted as a series), then the check's own `metadata`. A failure's description
+    starts with "<partition>: <value>, expected <expected>", so the sidebar names it without a click.
+    """
+    partition = check_partition()
+    if isinstance(value, (bool, np.bool_)):
+        value = bool(value)
+    elif isinstance(value, np.integer):
+        value = int(value)
+    elif isinstance(value, np.floating):
+        value = float(value)
+    if not passed:
+        found = format_number(value) if isinstance(value, float) else str(value)
+        description = f"{partition}: {found}, expected {expected}" + (f"; {description}" if description else "")
+    return dg.AssetCheckResult(
+        passed=bool(passed),
+        severity=severity,
+        description=description,
+        metadata={"partition": partition, "value": value, "expected": expected, **(metadata or {})},
+    )

@@ -5,6 +5,9 @@ Chromium is Debian's (`scripts/install_browser.sh`), never Playwright's own down
 it (or without the `playwright` package) the tests skip with the reason, unless
 `GBM_REQUIRE_BROWSER=1` (set in CI), where they fail instead. `GBM_E2E_WORKSPACE` points
 `dagster dev` at another workspace file (default: the project's `workspace.yaml`).
+
+`start_mlflow_ui` serves a data root's MLflow store (`mlflow server`, as `mlflow ui` would) on a
+free port, so pictures the metadata links to (MLflow artifact URLs) load in the browser.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def _missing_browser(reason: str):
     pytest.skip(f"{reason}; run `bash scripts/install_browser.sh` to enable the browser tests")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -125,7 +128,7 @@ def start_dagster_dev(tmp: Path, prepare) -> DagsterDev:
     data_root.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     prepare(home, data_root)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "GBM_DATA_ROOT": str(data_root), "PYTHONUNBUFFERED": "1"}
     workspace = os.environ.get("GBM_E2E_WORKSPACE", "workspace.yaml")
     log = tmp / "dagster_dev.log"
@@ -151,22 +154,53 @@ def start_dagster_dev(tmp: Path, prepare) -> DagsterDev:
     return server
 
 
-def stop_dagster_dev(server: DagsterDev) -> None:
-    """Ctrl-C the whole process group, then kill what is left after SHUTDOWN_S."""
-    pgid = server.process.pid
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Ctrl-C a process started with `start_new_session=True` and its whole group, then kill what is
+    left after SHUTDOWN_S (children outliving it: run workers, code servers, server workers)."""
+    pgid = process.pid
     try:
         os.killpg(pgid, signal.SIGINT)
     except ProcessLookupError:
         return
     try:
-        server.process.wait(timeout=SHUTDOWN_S)
+        process.wait(timeout=SHUTDOWN_S)
     except subprocess.TimeoutExpired:
         pass
     try:
-        os.killpg(pgid, signal.SIGKILL)  # children outliving `dagster dev` (run workers, code servers)
+        os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    server.process.wait(timeout=10)
+    process.wait(timeout=10)
+
+
+def stop_dagster_dev(server: DagsterDev) -> None:
+    """Stop `dagster dev` and everything it started."""
+    stop_process_group(server.process)
+
+
+def start_mlflow_ui(data_root: Path, port: int, log: Path) -> subprocess.Popen:
+    """`mlflow server` over `data_root`'s store (`mlflow.db`, artifacts in `mlartifacts/`) on
+    127.0.0.1:`port`, answering /health; stop it with `stop_process_group`."""
+    mlflow = Path(sys.executable).parent / "mlflow"
+    command = [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{data_root / 'mlflow.db'}",
+               "--default-artifact-root", (data_root / "mlartifacts").as_uri(), "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1"]  # fmt: skip
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=data_root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"mlflow server exited ({process.returncode}):\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).status == 200:
+                return process
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    stop_process_group(process)
+    pytest.fail(f"mlflow server did not answer within {SERVER_START_S}s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import dagster as dg
 import pandas as pd
 
 from gbm_assets.defs.location.config import RegistrationFloorSettings
-from gbm_assets.defs.metadata import table_metadata
+from gbm_assets.defs.metadata import check_result, table_metadata
 from gbm_assets.defs.partitions import cohorts_partitions
 
 
@@ -16,9 +16,10 @@ from gbm_assets.defs.partitions import cohorts_partitions
 )
 def tumor_location_registration_above_floor(config: RegistrationFloorSettings, tumor_location: pd.DataFrame) -> dg.AssetCheckResult:
     expected = {"expected_min_brain_dice": config.dice_floor}
+    threshold = f"brain Dice >= {config.dice_floor:g} for every patient"
     if tumor_location.empty:
-        return dg.AssetCheckResult(
-            passed=True, severity=dg.AssetCheckSeverity.WARN, description="skipped: no patient localised",
+        return check_result(
+            True, "no patient localised", threshold, severity=dg.AssetCheckSeverity.WARN, description="skipped: no patient localised",
             metadata={**expected, "patients": 0, "skipped": "no patient localised"},
         )  # fmt: skip
     per_patient = tumor_location.groupby("patient_id", sort=True).agg(
@@ -26,12 +27,13 @@ def tumor_location_registration_above_floor(config: RegistrationFloorSettings, t
     )
     dice = pd.to_numeric(per_patient["brain_dice"], errors="coerce")
     below = per_patient[~(dice >= config.dice_floor)].reset_index()
-    return dg.AssetCheckResult(
-        passed=below.empty,
+    lowest = float(dice.min()) if dice.notna().any() else float("nan")
+    return check_result(
+        below.empty, lowest, threshold,
         description=None if below.empty else f"{len(below)} patient(s) below the floor: {', '.join(below['patient_id'])}",
         metadata={
             **expected,
-            "actual_min_brain_dice": float(dice.min()) if dice.notna().any() else float("nan"),
+            "actual_min_brain_dice": lowest,
             "patients": len(per_patient),
             "patients_below_floor": dg.MetadataValue.json(below["patient_id"].tolist()),
             "below_floor": table_metadata(below, index=False, digits=3),

@@ -4,13 +4,8 @@ import dagster as dg
 import pandas as pd
 
 from gbm_assets.defs.masks.config import EmptyMaskRateSettings
+from gbm_assets.defs.metadata import check_result
 from gbm_assets.defs.partitions import cohorts_partitions
-
-
-def _partition(table: pd.DataFrame) -> str:
-    """The cohort partition a table holds (from its `cohort` column; "unknown" without one)."""
-    cohorts = sorted(map(str, set(table["cohort"]))) if "cohort" in table.columns and len(table) else []
-    return ", ".join(cohorts) or "unknown (no rows)"
 
 
 @dg.asset_check(
@@ -22,11 +17,11 @@ def lesion_masks_empty_rate_below_threshold(config: EmptyMaskRateSettings, lesio
     ok = lesion_masks[lesion_masks["status"] == "ok"]
     empty = ok[ok["empty"].astype(bool)]
     rate = len(empty) / len(ok) if len(ok) else float("nan")
-    return dg.AssetCheckResult(
-        passed=bool(len(ok) and rate < config.max_rate),
+    return check_result(
+        bool(len(ok) and rate < config.max_rate), rate, f"empty-mask rate < {config.max_rate:g}",
         severity=dg.AssetCheckSeverity.WARN,
+        description=None if empty.empty else f"empty: {', '.join(sorted(map(str, empty['patient_id']))[:20])}",
         metadata={
-            "partition": _partition(lesion_masks),
             "expected_max_rate": config.max_rate,
             "actual_rate": rate,
             "segmented_patients": len(ok),

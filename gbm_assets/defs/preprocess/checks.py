@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 
+from gbm_assets.defs.metadata import check_result
 from gbm_assets.lib.preprocess.splits import leak_messages, subjects_in_several_splits
 
 
@@ -15,8 +16,8 @@ from gbm_assets.lib.preprocess.splits import leak_messages, subjects_in_several_
 def training_splits_subjects_in_one_split(training_splits: pd.DataFrame) -> dg.AssetCheckResult:
     leaked = subjects_in_several_splits(training_splits)
     messages = leak_messages(leaked)
-    return dg.AssetCheckResult(
-        passed=not messages,
+    return check_result(
+        not messages, len(messages), "0 subjects in several splits",
         description="; ".join(messages[:20]) or None,
         metadata={"subjects_in_several_splits": len(messages), "leaks": dg.MetadataValue.json(messages[:100])},
     )

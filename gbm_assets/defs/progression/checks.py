@@ -3,7 +3,7 @@
 import dagster as dg
 import pandas as pd
 
-from gbm_assets.defs.metadata import table_metadata
+from gbm_assets.defs.metadata import check_result, table_metadata
 from gbm_assets.defs.partitions import cohorts_partitions
 from gbm_assets.lib.progression.response import timepoint_problems
 
@@ -17,8 +17,8 @@ from gbm_assets.lib.progression.response import timepoint_problems
 def raw_cohort_timepoints_consistent(raw_cohort: pd.DataFrame) -> dg.AssetCheckResult:
     found = timepoint_problems(raw_cohort)
     bad = found[found["kind"] != "single_timepoint"]
-    return dg.AssetCheckResult(
-        passed=bad.empty,
+    return check_result(
+        bad.empty, len(bad), "0 inconsistent time points",
         severity=dg.AssetCheckSeverity.WARN,
         description=None if bad.empty else "; ".join(bad["problem"].head(10)),
         metadata={

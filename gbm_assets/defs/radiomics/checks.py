@@ -8,15 +8,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from gbm_assets.defs.metadata import table_metadata
+from gbm_assets.defs.metadata import check_result, table_metadata
 from gbm_assets.defs.partitions import cohorts_partitions
 from gbm_assets.defs.radiomics.config import NanRateSettings, VolumeAgreementSettings
-
-
-def _partition(table: pd.DataFrame) -> str:
-    """The cohort partition a table holds (from its `cohort` column; "unknown" without one)."""
-    cohorts = sorted(map(str, set(table["cohort"]))) if "cohort" in table.columns and len(table) else []
-    return ", ".join(cohorts) or "unknown (no rows)"
 
 
 @dg.asset_check(
@@ -29,13 +23,11 @@ def radiomic_features_nan_rate_below_threshold(config: NanRateSettings, radiomic
     bad = ~np.isfinite(values)
     rate = float(bad.mean()) if len(values) else 0.0
     worst = radiomic_features[bad].groupby(["sequence", "region", "feature_class", "feature"]).size().sort_values(ascending=False)
-    return dg.AssetCheckResult(
-        passed=rate < config.max_rate,
+    return check_result(
+        rate < config.max_rate, rate, f"NaN rate < {config.max_rate:g}",
         metadata={
-            "partition": _partition(radiomic_features),
             "expected_max_rate": config.max_rate,
             "actual_rate": rate,
-            "failed_value": "" if rate < config.max_rate else f"NaN rate {rate:.3g} >= {config.max_rate:g}",
             "values": len(values),
             "nan_values": int(bad.sum()),
             "most_nan_features": table_metadata(worst.head(10).rename("nan_values").to_frame()),
@@ -55,10 +47,11 @@ def tumor_burden_predicted_volume_agrees_with_truth(config: VolumeAgreementSetti
         & (tumor_burden["region"] == "whole_tumor")
         & (pd.to_numeric(tumor_burden["truth_volume_ml"], errors="coerce") > 0)
     ]
-    expected = {"partition": _partition(tumor_burden), "expected_max_median_relative_diff": config.max_relative_diff}
+    expected = {"expected_max_median_relative_diff": config.max_relative_diff}
+    threshold = f"median relative volume difference < {config.max_relative_diff:g}"
     if paired.empty:  # nothing to compare: not a pass on the merits; said so, as a warning
-        return dg.AssetCheckResult(
-            passed=True,
+        return check_result(
+            True, "no ground-truth volumes", threshold,
             severity=dg.AssetCheckSeverity.WARN,
             description="skipped: no ground-truth volumes to compare",
             metadata={**expected, "patients_compared": 0, "skipped": "no ground-truth volumes to compare"},
@@ -66,8 +59,8 @@ def tumor_burden_predicted_volume_agrees_with_truth(config: VolumeAgreementSetti
     relative = (paired["volume_diff_ml"].astype(float).abs() / paired["truth_volume_ml"].astype(float)).rename("relative_diff")
     median = float(relative.median())
     table = pd.concat([paired[["patient_id", "volume_ml", "truth_volume_ml", "dice"]], relative], axis=1)
-    return dg.AssetCheckResult(
-        passed=median < config.max_relative_diff,
+    return check_result(
+        median < config.max_relative_diff, median, threshold,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             **expected,

@@ -8,6 +8,7 @@ import tempfile
 import dagster as dg
 import pandas as pd
 
+from gbm_assets.defs.metadata import check_result
 from gbm_assets.defs.partitions import model_inputs_partitions
 from gbm_assets.defs.segment.versions import CHAMPION_METRIC, produced_version
 from gbm_assets.lib.segment.checkpoint import weights_finite
@@ -22,8 +23,9 @@ def unet_model_weights_finite(context: dg.AssetCheckExecutionContext) -> dg.Asse
     version = produced_version(context)
     with tempfile.TemporaryDirectory() as tmp:
         finite, bad = weights_finite(version.checkpoint(tmp))
-    return dg.AssetCheckResult(
-        passed=finite,
+    return check_result(
+        finite, len(bad), "0 tensors with NaN or infinite weights",
+        description=", ".join(bad[:10]) or None,
         metadata={"model_version": version.version, "mlflow_run_id": version.run_id, "tensors_not_finite": dg.MetadataValue.json(bad[:50])},
     )
 
@@ -39,8 +41,9 @@ def unet_model_beats_champion(context: dg.AssetCheckExecutionContext) -> dg.Asse
     candidate = version.metric(CHAMPION_METRIC)
     champion, value = champion_metric(version.model_name, CHAMPION_METRIC, version.tracking_uri)
     passed = candidate is not None and (champion == version.version or should_promote(candidate, value))
-    return dg.AssetCheckResult(
-        passed=bool(passed),
+    return check_result(
+        bool(passed), float("nan") if candidate is None else float(candidate),
+        f"validation Dice above champion v{champion} ({'none' if value is None else f'{value:.4f}'})",
         metadata={
             "candidate_version": version.version,
             "candidate_val_dice": float("nan") if candidate is None else float(candidate),
@@ -54,8 +57,8 @@ def unet_model_beats_champion(context: dg.AssetCheckExecutionContext) -> dg.Asse
 def segmentation_metrics_test_dice_above_floor(segmentation_metrics: pd.DataFrame) -> dg.AssetCheckResult:
     test = segmentation_metrics[(segmentation_metrics["split"] == "test") & (segmentation_metrics["metric"] == "dice_3d")]
     value = float(test["value"].iloc[0]) if len(test) else float("nan")
-    return dg.AssetCheckResult(
-        passed=bool(value >= TEST_DICE_FLOOR),
+    return check_result(
+        bool(value >= TEST_DICE_FLOOR), value, f"mean test 3D Dice >= {TEST_DICE_FLOOR:g}",
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"test_dice_3d": value, "floor": TEST_DICE_FLOOR},
     )
