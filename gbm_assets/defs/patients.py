@@ -1,4 +1,5 @@
-"""One per-patient runner for every stage: try each patient, record the problem, carry on.
+"""One per-patient runner for every stage: try each patient, record the problem, carry on; the
+fan-out of that runner on the compute resource; and content-keyed reuse of unchanged patients.
 
 A patient whose step raises becomes a failure row naming the cohort, the patient and the file
 involved; the error is logged, and the other patients proceed.
@@ -9,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from gbm_assets.lib.store.keyed import KeyedCompute, ResultStore
+from gbm_assets.lib.store.paths import DataRoot
 
 
 @dataclass
@@ -52,3 +56,35 @@ def for_each_patient(
             context.log.error(f"cohort {cohort}, patient {patient}{where}: {problem}")
             outcome.failures.append({"patient_id": patient, "file": str(file), "problem": problem})
     return outcome
+
+
+def map_each_patient(
+    context,
+    cohort: str,
+    compute,
+    fn: Callable[[Any], Any],
+    items: list[Any],
+    *,
+    what: str,
+    patient_of: Callable[[Any], str] = lambda item: item.patient_id,
+    file_of: Callable[[Any], str] = lambda item: "",
+    initializer: Callable[[], None] | None = None,
+) -> PatientOutcome:
+    """`for_each_patient` with the work fanned out on a `Compute` (`compute.map_patients`): results in
+    the order of `items`, each failure (an exception, a lost worker) recorded and logged the same way.
+    `fn`, `items` and `initializer` must be picklable (module-level functions, plain data)."""
+    done = {id(item): result for item, result in compute.map_patients(fn, items, initializer=initializer)}
+
+    def step(item):  # the backend's result, or its exception re-raised for the record
+        result = done[id(item)]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    return for_each_patient(context, cohort, items, step, what=what, patient_of=patient_of, file_of=file_of)
+
+
+def keyed(compute, root: DataRoot, stage: str, cohort: str, key_of, outputs_of=None) -> KeyedCompute:
+    """`compute` answering unchanged patients from their content-keyed records under
+    `results/<stage>/<cohort>/` (see `lib/store/keyed.py`); `.reused` / `.computed` count them."""
+    return KeyedCompute(compute, ResultStore(root.results_dir(stage, cohort), root.root), key_of, outputs_of)

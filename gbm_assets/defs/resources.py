@@ -16,7 +16,7 @@ import pandas as pd
 
 from gbm_assets.defs.schemas import column_schema
 from gbm_assets.lib.ingest.confine import ALLOWED_ENV, parse_allowed
-from gbm_assets.lib.store.paths import DEFAULT_DATA_ROOT, DataRoot
+from gbm_assets.lib.store.paths import DEFAULT_DATA_ROOT, DataRoot, resolve_paths, to_stored_paths
 from gbm_assets.lib.store.tables import read_parquet, write_parquet_atomic
 from gbm_assets.lib.store.tracking import TrackingStore, tracked_run
 from gbm_assets.lib.store.warehouse import ensure_views
@@ -42,7 +42,12 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
 
     Unpartitioned assets are stored under the partition name `all`. Every output records its
     `dagster/column_schema` (types from the DataFrame, descriptions from `defs/schemas.py`).
+    Path columns are stored relative to the data root and resolved against the current one on
+    load (`lib/store/paths.py`), so a copied or moved data root reads its own files.
     """
+
+    def _read(self, path) -> pd.DataFrame:
+        return resolve_paths(read_parquet(path), self.data_root.root().root)
 
     data_root: dg.ResourceDependency[DataRootResource]
 
@@ -54,7 +59,7 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
             raise TypeError(f"{context.asset_key.to_user_string()}: this IO manager stores DataFrames only, got {type(obj)}")
         # the asset's own partition: an unpartitioned asset in a partitioned run is stored as `all`
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        path = write_parquet_atomic(obj, self._path(context.asset_key, partition))
+        path = write_parquet_atomic(to_stored_paths(obj, self.data_root.root().root), self._path(context.asset_key, partition))
         table = context.asset_key.path[-1]
         try:
             ensure_views(self.data_root.root(), [table])
@@ -69,15 +74,15 @@ class PartitionedParquetIOManager(dg.ConfigurableIOManager):
         """One partition's table; for an input mapped to several partitions (e.g. every cohort through
         `AllPartitionMapping`), the tables of those that were materialized, concatenated."""
         if not context.has_asset_partitions:
-            return read_parquet(self._path(context.asset_key, None))
+            return self._read(self._path(context.asset_key, None))
         keys = sorted(context.asset_partition_keys)
         if len(keys) == 1:
-            return read_parquet(self._path(context.asset_key, keys[0]))
+            return self._read(self._path(context.asset_key, keys[0]))
         paths = {key: self._path(context.asset_key, key) for key in keys}
         missing = [key for key, path in paths.items() if not path.is_file()]
         if missing:
             context.log.info(f"{context.asset_key.to_user_string()}: not materialized for {missing}; loading the others")
-        frames = [read_parquet(path) for key, path in paths.items() if key not in missing]
+        frames = [self._read(path) for key, path in paths.items() if key not in missing]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

@@ -1,8 +1,8 @@
 """A real cluster on this machine: PostgreSQL instance storage (deploy/dagster-postgres.yaml) and
 the compute resource on a Dask scheduler with two workers. Several cohort partitions run at once,
-each a `dagster asset materialize` process, through raw_cohort, clinical_records, radiomics and
-tumour burden on ground-truth masks (`lesion_masks` is a hand-written table of 'excluded' rows, so
-no U-Net is needed). Checks: every run succeeds with no lock error, every patient's rows appear
+each a `dagster asset materialize` process, through raw_cohort, clinical_records, preprocessing,
+lesion masks (a stub champion U-Net with seeded weights, loaded once per Dask worker), radiomics
+and tumour burden. Checks: every run succeeds with no lock error, every patient's rows appear
 exactly once, and the tables equal those of the `local` backend. The fixtures stop PostgreSQL
 and Dask afterwards, also on failure."""
 
@@ -14,6 +14,7 @@ import dagster as dg
 import pandas as pd
 import pandas.testing as pdt
 import pytest
+import torch
 
 from gbm_assets.defs.compute import ComputeResource
 from gbm_assets.lib.store.paths import DataRoot
@@ -25,33 +26,31 @@ from gbm_assets_tests.conftest import (
     assets_and_checks,
     resources,
 )
+from gbm_assets_tests.defs.test_masks import register_champion
 from gbm_assets_tests.reliability.procs import (
     IN_PROCESS,
     Project,
     visible_tables,
 )
 
-COHORTS = [f"clu{i}" for i in range(4)]  # four at once: the reference machine has two cores
+COHORTS = [f"clu{i}" for i in range(4)]  # four at once: eight passed but took 741 s on the contended 2-core machine
 PATIENTS = 2
 TINY = SynthOptions(shape=(32, 32, 16), spacing=(4.5, 5.5, 8.0))
-SETTINGS = {"roi_sources": ["ground_truth"]}
-ASSETS = ["raw_cohort", "clinical_records", "radiomic_features", "radiomic_features_wide", "radiomics_exclusions",
+SETTINGS = {"roi_sources": ["ground_truth", "predicted"]}
+OPS = {"radiomic_features": {"config": SETTINGS}, "preprocessed_volumes": {"config": {"size": 32}},
+       "lesion_masks": {"config": {"model_input": "stack"}}}  # fmt: skip
+ASSETS = ["raw_cohort", "clinical_records", "preprocessed_volumes", "lesion_masks", "radiomic_features", "radiomic_features_wide", "radiomics_exclusions",
           "radiomics_provenance", "tumor_burden"]  # fmt: skip
-COMPARED = ["raw_cohort", "clinical_records", "radiomic_features", "radiomic_features_wide", "radiomics_exclusions",
+COMPARED = ["raw_cohort", "clinical_records", "preprocessed_volumes", "lesion_masks", "radiomic_features", "radiomic_features_wide", "radiomics_exclusions",
             "tumor_burden"]  # fmt: skip
 
 
-def _write_inputs(data_root, cohorts) -> None:
-    """The synthetic cohorts and `lesion_masks` as the masks stage writes it when nothing was segmented."""
+def _write_inputs(data_root, cohorts, tmp_path) -> None:
+    """The synthetic cohorts and the same stub champion (seeded weights) in the data root's MLflow store."""
     for i, cohort in enumerate(cohorts):
         write_cohort(data_root / "cohorts", cohort, PATIENTS, seed=i, options=TINY)
-        rows = [{"cohort": cohort, "patient_id": f"{cohort}-{p:03d}", "status": "excluded",
-                 "problems": "not segmented in this test", "mask_path": None, "roi_scheme": "binary",
-                 "model_name": "none", "model_version": "0", "voxels": None, "volume_ml": None, "empty": True}
-                for p in range(PATIENTS)]  # fmt: skip
-        path = data_root / "tables" / "lesion_masks" / f"{cohort}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_parquet(path, index=False)
+    torch.manual_seed(0)
+    register_champion(data_root, "stack", 0.5, tmp_path / f"champion-{data_root.parent.name}")
 
 
 def _relative(table: pd.DataFrame, root) -> pd.DataFrame:
@@ -65,13 +64,13 @@ def _relative(table: pd.DataFrame, root) -> pd.DataFrame:
 
 def _local_reference(root) -> dict[str, pd.DataFrame]:
     """The same cohorts on the `local` backend (in this process, an ephemeral SQLite-free instance)."""
-    _write_inputs(root, COHORTS)
+    _write_inputs(root, COHORTS, root.parent)
     instance = dg.DagsterInstance.ephemeral()
     add_cohort(instance, *COHORTS)
     for cohort in COHORTS:
         result = dg.materialize(assets_and_checks(), selection=ASSETS, partition_key=cohort, instance=instance,
                                 resources=resources(root) | {"compute": ComputeResource(backend="local", workers=2)},
-                                run_config={"ops": {"radiomic_features": {"config": SETTINGS}}})  # fmt: skip
+                                run_config={"ops": OPS})  # fmt: skip
         assert result.success
     tables = visible_tables(root)
     return {a: _relative(pd.concat([tables[f"{a}/{c}.parquet"] for c in COHORTS], ignore_index=True), root)
@@ -83,7 +82,8 @@ def _local_reference(root) -> dict[str, pd.DataFrame]:
 def test_partitions_at_once_on_postgres_and_dask_match_the_local_backend(tmp_path, monkeypatch, postgres, dask_scheduler):
     project = Project.create(tmp_path / "cluster")
     shutil.copy(PROJECT_ROOT / "deploy" / "dagster-postgres.yaml", project.home / "dagster.yaml")
-    _write_inputs(project.data_root, COHORTS)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    _write_inputs(project.data_root, COHORTS, tmp_path)
     for name, value in (postgres.env() | {"GBM_COMPUTE_BACKEND": "dask", "GBM_DASK_SCHEDULER": dask_scheduler}).items():
         monkeypatch.setenv(name, value)  # the subprocesses inherit them (Project.env copies os.environ)
     monkeypatch.setenv("DAGSTER_HOME", str(project.home))
@@ -91,12 +91,13 @@ def test_partitions_at_once_on_postgres_and_dask_match_the_local_backend(tmp_pat
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         instance.add_dynamic_partitions("cohorts", COHORTS)
 
-    run_config = IN_PROCESS | {"ops": {"radiomic_features": {"config": SETTINGS}}}
+    run_config = IN_PROCESS | {"ops": OPS}
     project.materialize_at_once(ASSETS, COHORTS, run_config, timeout=900)
 
     expected = {(c, f"{c}-{i:03d}") for c in COHORTS for i in range(PATIENTS)}
-    for asset in ("raw_cohort", "clinical_records", "radiomic_features_wide"):
-        rows = query(DataRoot.at(project.data_root), f'select cohort, patient_id from "{asset}"')
+    for asset, where in (("raw_cohort", ""), ("clinical_records", ""), ("preprocessed_volumes", "where status = 'ok'"),
+                         ("lesion_masks", "where status = 'ok'"), ("radiomic_features_wide", "where roi_source = 'predicted'")):
+        rows = query(DataRoot.at(project.data_root), f'select cohort, patient_id from "{asset}" {where}')
         pairs = list(zip(rows["cohort"], rows["patient_id"]))
         assert sorted(pairs) == sorted(expected), f"{asset}: each patient exactly once; got {sorted(pairs)}"
     burden = query(DataRoot.at(project.data_root), "select * from tumor_burden")

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from gbm_assets.lib.contract import label_counts, to_canonical
+from gbm_assets.lib.store.paths import resolve_paths
 from gbm_assets_tests.conftest import add_cohort, materialize, metadata, shared_case
 
 pytestmark = pytest.mark.realdata
@@ -50,7 +51,7 @@ def _expected_counts(msd: Path) -> dict[int, int]:
 def _ingest(root: Path, cohort: str, instance) -> tuple[pd.DataFrame, dict]:
     add_cohort(instance, cohort)
     result = materialize(root, ["raw_cohort"], cohort, instance=instance)
-    table = pd.read_parquet(root / "tables" / "raw_cohort" / f"{cohort}.parquet").set_index("patient_id")
+    table = resolve_paths(pd.read_parquet(root / "tables" / "raw_cohort" / f"{cohort}.parquet"), root).set_index("patient_id")
     return table, metadata(result, "raw_cohort")
 
 
@@ -114,7 +115,7 @@ def test_flair_t1c_cohort_is_ingested_and_scored_by_the_t1c_champion(msd, data_r
     result = materialize(data_root, ["preprocessed_volumes", "lesion_masks"], "pair", instance=instance, run_config=config)
     masks = metadata(result, "lesion_masks")
     assert masks["model_input"] == "t1c" and masks["model"].startswith("gbm-unet-t1c ")
-    mask = pd.read_parquet(data_root / "tables" / "lesion_masks" / "pair.parquet").iloc[0]
+    mask = resolve_paths(pd.read_parquet(data_root / "tables" / "lesion_masks" / "pair.parquet"), data_root).iloc[0]
     assert mask.status == "ok" and nib.load(mask.mask_path).shape == (240, 240, 155)
 
 

@@ -30,7 +30,7 @@ from gbm_assets.lib.preprocess.volumes import (
     read_case,
 )
 from gbm_assets.lib.radiomics import load_params
-from gbm_assets.lib.store.paths import DataRoot
+from gbm_assets.lib.store.paths import DataRoot, resolve_paths
 from gbm_assets.lib.store.tables import write_parquet_atomic
 from gbm_assets.lib.store.warehouse import query
 from gbm_assets.lib.synth.phantom import (
@@ -57,7 +57,7 @@ def materialize(instance, selection, partition, run_config=None, raise_on_error=
 
 
 def sql(root, text: str) -> pd.DataFrame:
-    return query(DataRoot(root), text)
+    return resolve_paths(query(DataRoot(root), text), root)  # paths are stored relative to the data root
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +234,32 @@ def _crafted_masks(root, cohort: str) -> pd.DataFrame:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_rerun_reuses_every_patient_and_a_changed_mask_recomputes_only_its_patient(chain):
+    """Content keys: the same inputs give the recorded rows (tables unchanged); one patient's
+    predicted mask rewritten with other voxels recomputes that patient alone (features and burden)."""
+    root = chain.root
+    tables = ["radiomic_features", "radiomics_exclusions", "tumor_burden"]
+    before = {t: sql(root, f"select * from {t} where cohort = 'tiny' order by all") for t in tables}
+    result = materialize(chain.instance, RADIOMICS, "tiny", ONE_WORKER)
+    for node, asset in (("radiomic_features", "radiomic_features"), ("tumor_burden", "tumor_burden")):
+        meta = {m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node(node)}[asset]
+        assert (meta["patients_reused"].value, meta["patients_computed"].value) == (4, 0), asset
+    for t in tables:
+        pd.testing.assert_frame_equal(sql(root, f"select * from {t} where cohort = 'tiny' order by all"), before[t], obj=t)
+    masks = sql(root, "select * from lesion_masks where cohort = 'tiny' and status = 'ok' order by patient_id")
+    path = DataRoot(root).root / masks["mask_path"].iloc[0]  # stored relative to the data root
+    original, img = path.read_bytes(), nib.load(path)
+    data = np.asanyarray(img.dataobj).copy()
+    data[tuple(s // 2 for s in data.shape)] ^= 1
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), path)
+    result = materialize(chain.instance, RADIOMICS, "tiny", ONE_WORKER)
+    for node, asset in (("radiomic_features", "radiomic_features"), ("tumor_burden", "tumor_burden")):
+        meta = {m.asset_key.to_user_string(): m.metadata for m in result.asset_materializations_for_node(node)}[asset]
+        assert (meta["patients_reused"].value, meta["patients_computed"].value) == (3, 1), asset
+    path.write_bytes(original)  # the module's other tests see the chain's own mask
+
+
 def test_bad_masks_become_exclusions_and_the_others_proceed(chain):
     root, cohort = chain.root, "crafted"
     write_cohort(DataRoot(root).cohorts_dir, cohort, 4, seed=11, options=TINY)

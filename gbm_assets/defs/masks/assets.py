@@ -5,17 +5,21 @@ best validation Dice (`best_val_dice` on its version's run) whose inputs every p
 """
 
 import tempfile
+from functools import partial
 
 import dagster as dg
 import pandas as pd
 
+from gbm_assets.defs.compute import ComputeResource
 from gbm_assets.defs.masks.config import MaskSettings
 from gbm_assets.defs.metadata import artifact_url, image_metadata, run_url
 from gbm_assets.defs.partitions import cohorts_partitions
-from gbm_assets.defs.patients import for_each_patient
+from gbm_assets.defs.patients import keyed, map_each_patient
+from gbm_assets.defs.preprocess.config import source_version
 from gbm_assets.defs.resources import DataRootResource, MlflowResource
 from gbm_assets.defs.segment.versions import CHAMPION_METRIC
 from gbm_assets.lib.contract import MODEL_INPUTS
+from gbm_assets.lib.masks import native, postprocess, worker
 from gbm_assets.lib.masks.choice import (
     AUTO,
     NoMatchingChampion,
@@ -23,17 +27,20 @@ from gbm_assets.lib.masks.choice import (
     common_sequences,
     preprocessed_sequences,
 )
-from gbm_assets.lib.masks.native import save_native_mask
-from gbm_assets.lib.masks.overview import choose, overview_png, thumb
-from gbm_assets.lib.masks.postprocess import KEEP_LARGEST_TAG, postprocess_mask
-from gbm_assets.lib.preprocess.grid import voxel_volume_ml
-from gbm_assets.lib.preprocess.volumes import load_preprocessed
-from gbm_assets.lib.segment.checkpoint import (
-    load_checkpoint,
-    logged_checkpoint,
-    registered_model_name,
+from gbm_assets.lib.masks.overview import choose, overview_png
+from gbm_assets.lib.masks.postprocess import KEEP_LARGEST_TAG
+from gbm_assets.lib.masks.worker import (
+    MaskTask,
+    init_worker,
+    load_thumb,
+    mask_key,
+    mask_outputs,
+    segment_patient,
+    thumb_path,
 )
-from gbm_assets.lib.segment.inference import predict_volume
+from gbm_assets.lib.segment import inference
+from gbm_assets.lib.segment.checkpoint import logged_checkpoint, registered_model_name
+from gbm_assets.lib.store.compute import usable_cpus
 from gbm_assets.lib.store.tracking import (
     CHAMPION,
     champion_version,
@@ -43,14 +50,19 @@ from gbm_assets.lib.store.tracking import (
     version_tags,
 )
 
+CODE_VERSION = source_version(worker, postprocess, native, inference)
+"""The inference and post-processing code's version, part of each patient's content key."""
+
 MASK_COLUMNS = [
     "cohort", "patient_id", "status", "problems", "mask_path", "roi_scheme",
     "model_name", "model_version", "voxels", "volume_ml", "empty",
 ]  # fmt: skip
 
 
-def load_champion(tracking_uri: str, model_name: str):
-    """(model, version, keep_largest) of the registry's `champion`.
+def champion_checkpoint(tracking_uri: str, model_name: str, folder) -> tuple[str, str, bool]:
+    """(checkpoint file downloaded into `folder`, version, keep_largest) of the registry's `champion`.
+
+    The file lies under the data root, so every worker (local or Dask) loads it without MLflow.
 
     Raises:
         dg.Failure: no champion, or a champion without the keep-largest tag segmentation_metrics sets.
@@ -62,9 +74,8 @@ def load_champion(tracking_uri: str, model_name: str):
     if tag not in ("true", "false"):
         raise dg.Failure(description=f"{model_name} version {version} (the {CHAMPION}) has no {KEEP_LARGEST_TAG!r} tag: "
                          f"materialize segmentation_metrics for it to choose the post-processing")  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        model = load_checkpoint(logged_checkpoint(tracking_uri, version_run_id(tracking_uri, model_name, version), tmp))
-    return model, version, tag == "true"
+    path = logged_checkpoint(tracking_uri, version_run_id(tracking_uri, model_name, version), folder)
+    return str(path), version, tag == "true"
 
 
 def champion_dice(tracking_uri: str) -> dict[str, float | None]:
@@ -111,7 +122,10 @@ def lesion_masks(
     preprocessed_volumes: pd.DataFrame,
     data_root: DataRootResource,
     mlflow: MlflowResource,
+    compute: ComputeResource,
 ) -> dg.Output[pd.DataFrame]:
+    """Each preprocessed patient on the compute resource (the U-Net loaded once per worker);
+    unchanged patients (same preprocessed files, weights and settings) reused from their records."""
     cohort, root = context.partition_key, data_root.root()
     ok_rows = preprocessed_volumes[preprocessed_volumes["status"] == "ok"]
     if ok_rows.empty:
@@ -119,23 +133,22 @@ def lesion_masks(
     tracking_uri = mlflow.store().tracking_uri
     model_input = model_input_for(cohort, config.model_input, ok_rows["dir"], tracking_uri)
     model_name = registered_model_name(model_input)
-    model, version, keep_largest = load_champion(tracking_uri, model_name)
-    context.log.info(f"cohort {cohort}: segmenting with {model_name} version {version} (keep largest component: {keep_largest})")
-    base = {"cohort": cohort, "roi_scheme": "binary", "model_name": model_name, "model_version": version}
-    thumbs = {}  # patient -> one slice for the overview picture
-
-    def segment(row) -> dict:
-        path = root.volume_dir("lesion_masks", cohort, row.patient_id) / "mask.nii.gz"
-        patient = load_preprocessed(row.dir)
-        prob = predict_volume(model, patient, model_input, batch_size=config.batch_size)
-        mask = postprocess_mask(prob, patient.spacing, config.threshold, config.min_component_mm3, keep_largest)
-        voxels = int(save_native_mask(mask, patient.transform, path).sum())
-        truth = None if patient.labels is None else patient.labels > 0
-        thumbs[row.patient_id] = thumb(row.patient_id, patient.images[0], mask, truth)
-        return base | {"patient_id": row.patient_id, "status": "ok", "problems": "", "mask_path": str(path), "voxels": voxels,
-                       "volume_ml": voxels * voxel_volume_ml(patient.transform.native_affine), "empty": voxels == 0}  # fmt: skip
-
-    outcome = for_each_patient(context, cohort, ok_rows.itertuples(), segment, what="segmentation", file_of=lambda row: row.dir)
+    models = root.model_dir("champions")
+    models.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=models, prefix=f".{cohort}-") as folder, compute.open(root.root) as pool:
+        checkpoint, version, keep_largest = champion_checkpoint(tracking_uri, model_name, folder)
+        context.log.info(f"cohort {cohort}: segmenting {len(ok_rows)} patients with {model_name} version {version} "
+                         f"(keep largest component: {keep_largest}) on {pool.describe()}")  # fmt: skip
+        base = {"cohort": cohort, "roi_scheme": "binary", "model_name": model_name, "model_version": version}
+        items = [MaskTask(row.patient_id, row.dir, str(root.volume_dir("lesion_masks", cohort, row.patient_id) / "mask.nii.gz"),
+                          checkpoint, model_input, config.threshold, config.min_component_mm3, keep_largest,
+                          config.batch_size, model_name, version, CODE_VERSION)
+                 for row in ok_rows.itertuples()]  # fmt: skip
+        runner = keyed(pool, root, "lesion_masks", cohort, mask_key, mask_outputs)
+        threads = max(1, usable_cpus() // max(1, pool.workers))  # cores / workers torch threads per worker
+        outcome = map_each_patient(context, cohort, runner, segment_patient, items, what="segmentation",
+                                   file_of=lambda task: task.dir, initializer=partial(init_worker, checkpoint, threads))  # fmt: skip
+    outcome.results = [base | row for row in outcome.results]
     failed = [base | {"patient_id": f["patient_id"], "status": "excluded", "problems": f["problem"], "empty": True} for f in outcome.failures]
     table = pd.DataFrame([*outcome.results, *failed], columns=MASK_COLUMNS)
     if table.empty:
@@ -143,8 +156,8 @@ def lesion_masks(
     order = {pid: i for i, pid in enumerate(ok_rows["patient_id"])}
     table = table.sort_values("patient_id", key=lambda s: s.map(order), ignore_index=True)
     ok = table[table["status"] == "ok"]
-    picture = _overview(context, mlflow, root.root / "reports" / "lesion_masks" / cohort, cohort, model_name, version,
-                        [thumbs[p] for p in ok["patient_id"] if p in thumbs])
+    thumbs = [load_thumb(row.patient_id, thumb_path(row.mask_path)) for row in ok.itertuples()]
+    picture = _overview(context, mlflow, root.root / "reports" / "lesion_masks" / cohort, cohort, model_name, version, thumbs)
     return dg.Output(
         table,
         metadata={
@@ -154,6 +167,8 @@ def lesion_masks(
             "keep_largest_component": keep_largest,
             "patients": len(table),
             "segmented": len(ok),
+            "patients_reused": runner.reused,
+            "patients_computed": runner.computed,
             "failed": int((table["status"] != "ok").sum()),
             "empty_masks": int(ok["empty"].sum()),
             "volume_ml": dg.MetadataValue.md(ok["volume_ml"].describe().round(2).to_frame().to_markdown()),

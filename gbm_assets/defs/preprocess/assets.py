@@ -4,8 +4,9 @@ the subject-level splits over every cohort."""
 import dagster as dg
 import pandas as pd
 
-from gbm_assets.defs.partitions import COHORTS, cohorts_partitions
-from gbm_assets.defs.patients import for_each_patient
+from gbm_assets.defs.compute import ComputeResource
+from gbm_assets.defs.partitions import cohorts_partitions
+from gbm_assets.defs.patients import keyed, map_each_patient
 from gbm_assets.defs.preprocess.config import (
     PreprocessSettings,
     SliceSettings,
@@ -13,42 +14,29 @@ from gbm_assets.defs.preprocess.config import (
 )
 from gbm_assets.defs.resources import DataRootResource
 from gbm_assets.lib.contract import SEQUENCES
-from gbm_assets.lib.preprocess import grid, slices, splits, volumes
+from gbm_assets.lib.preprocess import grid, slices, splits, tasks, volumes
 from gbm_assets.lib.preprocess.slices import SliceConfig, write_slice_arrays
 from gbm_assets.lib.preprocess.splits import split_table, subject_ids, subject_split
-from gbm_assets.lib.preprocess.volumes import (
-    PreprocessConfig,
-    preprocess_patient,
-    read_case,
-    save_preprocessed,
+from gbm_assets.lib.preprocess.tasks import (
+    PREPROCESSED_COLUMNS,
+    PreprocessTask,
+    preprocess_key,
+    preprocess_outputs,
+    preprocess_task,
 )
-from gbm_assets.lib.store.tables import read_parquet
+from gbm_assets.lib.preprocess.volumes import PreprocessConfig
 
-PREPROCESSED_COLUMNS = [
-    "cohort", "patient_id", "status", "problems", "dir", "has_labels",
-    "shape_x", "shape_y", "shape_z", "spacing_x_mm", "spacing_y_mm", "spacing_z_mm",
-]  # fmt: skip
+CODE_VERSION = source_version(volumes, grid, tasks)
+"""Code version of preprocessed_volumes, also part of each patient's content key."""
 
 
 def _image_paths(row) -> dict[str, str]:
     return {s: getattr(row, f"{s}_path") for s in SEQUENCES if isinstance(getattr(row, f"{s}_path"), str) and getattr(row, f"{s}_path")}
 
 
-def _first_image(row) -> str:
+def _first_image(task: PreprocessTask) -> str:
     """The first sequence file a patient has, named in its error messages."""
-    return next(iter(_image_paths(row).values()), "")
-
-
-def _preprocess_one(row, config: PreprocessConfig, out_dir) -> dict:
-    paths = _image_paths(row)
-    labels = row.labels_path if isinstance(row.labels_path, str) else None
-    images, label_img = read_case(paths, labels, row.label_scheme)
-    patient = preprocess_patient(images, label_img, config)
-    save_preprocessed(patient, out_dir)
-    shape, spacing = patient.images.shape[1:], patient.spacing
-    return {"patient_id": row.patient_id, "status": "ok", "problems": "", "dir": str(out_dir), "has_labels": patient.labels is not None,
-            "shape_x": shape[0], "shape_y": shape[1], "shape_z": shape[2],
-            "spacing_x_mm": spacing[0], "spacing_y_mm": spacing[1], "spacing_z_mm": spacing[2]}  # fmt: skip
+    return next(iter(task.images.values()), "")
 
 
 @dg.asset(
@@ -56,20 +44,25 @@ def _preprocess_one(row, config: PreprocessConfig, out_dir) -> dict:
     group_name="preprocess",
     io_manager_key="table_io_manager",
     kinds={"nifti", "parquet"},
-    code_version=source_version(volumes, grid),
+    code_version=CODE_VERSION,
     description="Each valid patient in RAS, resampled, cropped/padded and z-scored per sequence; files per patient.",
 )
 def preprocessed_volumes(
-    context: dg.AssetExecutionContext, config: PreprocessSettings, raw_cohort: pd.DataFrame, data_root: DataRootResource
-) -> dg.Output[pd.DataFrame]:
+    context: dg.AssetExecutionContext, config: PreprocessSettings, raw_cohort: pd.DataFrame,
+    data_root: DataRootResource, compute: ComputeResource,
+) -> dg.Output[pd.DataFrame]:  # fmt: skip
+    """Each valid patient on the compute resource; unchanged patients (same file contents and
+    settings) are reused from their content-keyed records."""
     cohort, root = context.partition_key, data_root.root()
     settings = PreprocessConfig(target_spacing_mm=config.target_spacing_mm, slice_thickness_mm=config.slice_thickness_mm, size=config.size)
     valid = raw_cohort[raw_cohort["status"] == "ok"]
-    outcome = for_each_patient(
-        context, cohort, valid.itertuples(),
-        lambda row: _preprocess_one(row, settings, root.volume_dir("preprocessed", cohort, row.patient_id)),
-        what="preprocessing", file_of=_first_image,
-    )  # fmt: skip
+    items = [PreprocessTask(row.patient_id, _image_paths(row), row.labels_path if isinstance(row.labels_path, str) else None,
+                            row.label_scheme, str(root.volume_dir("preprocessed", cohort, row.patient_id)), settings, CODE_VERSION)
+             for row in valid.itertuples()]  # fmt: skip
+    with compute.open(root.root) as pool:
+        runner = keyed(pool, root, "preprocessed_volumes", cohort, preprocess_key, preprocess_outputs)
+        context.log.info(f"cohort {cohort}: {len(items)} patients on {pool.describe()}")
+        outcome = map_each_patient(context, cohort, runner, preprocess_task, items, what="preprocessing", file_of=_first_image)
     failed = [{"patient_id": f["patient_id"], "status": "excluded", "problems": f["problem"], "has_labels": False} for f in outcome.failures]
     table = pd.DataFrame([*outcome.results, *failed], columns=PREPROCESSED_COLUMNS).assign(cohort=cohort)
     if table.empty:
@@ -81,6 +74,8 @@ def preprocessed_volumes(
         metadata={
             "patients": len(table),
             "preprocessed": int((table["status"] == "ok").sum()),
+            "patients_reused": runner.reused,
+            "patients_computed": runner.computed,
             "failed": int((table["status"] != "ok").sum()),
             "target_spacing_mm": config.target_spacing_mm,
             "size": config.size,
@@ -139,17 +134,18 @@ def training_slices(
 @dg.asset(
     group_name="preprocess",
     io_manager_key="table_io_manager",
-    deps=[dg.AssetDep("training_slices", partition_mapping=dg.AllPartitionMapping())],
+    ins={"training_slices": dg.AssetIn(partition_mapping=dg.AllPartitionMapping())},
     kinds={"parquet"},
     description="Every training patient of every cohort with training_slices: one row per (cohort, patient_id, "
     "subject_id, split). The U-Nets train on the patients it lists.",
 )
-def training_splits(context: dg.AssetExecutionContext, data_root: DataRootResource) -> dg.Output[pd.DataFrame]:
-    root = data_root.root()
-    cohorts = [c for c in sorted(context.instance.get_dynamic_partitions(COHORTS)) if root.table_file("training_slices", c).is_file()]
-    if not cohorts:
+def training_splits(training_slices: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    """The splits of every cohort's training_slices, loaded as one input (the IO manager reads the
+    partitions that were materialized)."""
+    if training_slices.empty:
         raise dg.Failure(description="no cohort has training_slices yet; materialize training_slices for a labelled cohort first")
-    table = split_table([read_parquet(root.table_file("training_slices", c)) for c in cohorts])
+    cohorts = sorted(training_slices["cohort"].unique())
+    table = split_table([training_slices[training_slices["cohort"] == c] for c in cohorts])
     counts = table.groupby(["cohort", "split"]).size().unstack(fill_value=0)
     return dg.Output(
         table,

@@ -13,6 +13,7 @@ parameter file's sha256, so editing that file marks them stale in the UI. A run 
 
 import math
 import time
+from importlib.metadata import version
 
 import dagster as dg
 import pandas as pd
@@ -21,7 +22,8 @@ from gbm_assets.defs.compute import ComputeResource
 from gbm_assets.defs.conditions import EAGER
 from gbm_assets.defs.metadata import table_metadata
 from gbm_assets.defs.partitions import cohorts_partitions
-from gbm_assets.defs.patients import for_each_patient
+from gbm_assets.defs.patients import keyed, map_each_patient
+from gbm_assets.defs.preprocess.config import source_version
 from gbm_assets.defs.radiomics.config import (
     RadiomicsSettings,
     check_roi_sources,
@@ -31,21 +33,34 @@ from gbm_assets.defs.resources import DataRootResource
 from gbm_assets.lib.classify.features import wide_features
 from gbm_assets.lib.radiomics import (
     ParameterFileError,
+    burden,
+    burden_rows,
     default_params_path,
+    extract,
     extract_cohort,
     load_params,
 )
-from gbm_assets.lib.radiomics.burden_rows import TUMOR_BURDEN_COLUMNS, BurdenTask, burden_of
+from gbm_assets.lib.radiomics.burden_rows import (
+    TUMOR_BURDEN_COLUMNS,
+    BurdenTask,
+    burden_of,
+)
 from gbm_assets.lib.radiomics.params import file_sha256
 from gbm_assets.lib.radiomics.tasks import (
+    burden_key,
     merge_exclusions,
     provenance_row,
+    radiomics_key,
     radiomics_tasks,
     text,
 )
 
 PARAMS_CODE_VERSION = file_sha256(default_params_path())[:12]
 """Code version of the radiomics outputs: the shipped parameter file's sha256 prefix."""
+RADIOMICS_CODE = f"{source_version(extract)}:pyradiomics {version('pyradiomics')}"
+"""Part of each patient's radiomics content key (the parameter file's bytes are another part)."""
+BURDEN_CODE = source_version(burden, burden_rows)
+"""Part of each patient's tumour-burden content key."""
 
 
 @dg.multi_asset(
@@ -99,7 +114,8 @@ def radiomic_features(
         raise dg.Failure(description=f"cohort {cohort!r}: no patient has an ROI ({', '.join(sources)}) to extract; {reasons}")
     requested = worker_count(config.workers or compute.workers or None, len(tasks))
     start = time.perf_counter()
-    with compute.open(root.root, workers=requested) as pool:
+    with compute.open(root.root, workers=requested) as backend:
+        pool = keyed(backend, root, "radiomic_features", cohort, lambda task: radiomics_key(task, RADIOMICS_CODE))
         workers = pool.workers
         context.log.info(f"cohort {cohort}: {len(tasks)} patients on {pool.describe()}, parameters {params.path} "
                          f"(sha256 {params.sha256[:12]})")
@@ -128,6 +144,8 @@ def radiomic_features(
             "seconds_per_patient_mean": round(float(seconds.mean()), 3),
             "seconds_per_patient_max": round(float(seconds.max()), 3),
             "workers": workers,
+            "patients_reused": pool.reused,
+            "patients_computed": pool.computed,
             "params_sha256": params.sha256,
         },
     )
@@ -154,19 +172,14 @@ def tumor_burden(
     masks = {r.patient_id: r for r in lesion_masks.itertuples() if r.status == "ok" and text(r.mask_path)}
     items = [BurdenTask(cohort, row._asdict(), masks[row.patient_id]._asdict() if row.patient_id in masks else None)
              for row in raw_cohort[raw_cohort["status"] == "ok"].itertuples(index=False)]  # fmt: skip
-    with compute.open(data_root.root().root) as pool:
-        done = {id(task): result for task, result in pool.map_patients(burden_of, items)}
-
-    def step(task: BurdenTask):  # the compute backend's result, or its exception re-raised for the record
-        if isinstance(done[id(task)], BaseException):
-            raise done[id(task)]
-        return done[id(task)]
-
-    outcome = for_each_patient(
-        context, cohort, items, step, what="tumour burden",
+    root = data_root.root()
+    with compute.open(root.root) as backend:
+        pool = keyed(backend, root, "tumor_burden", cohort, lambda task: burden_key(task, BURDEN_CODE))
+        outcome = map_each_patient(
+            context, cohort, pool, burden_of, items, what="tumour burden",
         patient_of=lambda task: task.row["patient_id"],
-        file_of=lambda task: (task.mask or {}).get("mask_path") or text(task.row.get("labels_path")) or "",
-    )  # fmt: skip
+            file_of=lambda task: (task.mask or {}).get("mask_path") or text(task.row.get("labels_path")) or "",
+        )  # fmt: skip
     rows = [r for _, patient_rows, _ in outcome.results for r in patient_rows]
     notes = [f"{patient}: {n}" for patient, _, patient_notes in outcome.results for n in patient_notes]
     for note in notes:
@@ -180,6 +193,8 @@ def tumor_burden(
             "rows": len(table),
             "patients": int(table["patient_id"].nunique()),
             "skipped_patients": dg.MetadataValue.json(outcome.failures),
+            "patients_reused": pool.reused,
+            "patients_computed": pool.computed,
             "notes": dg.MetadataValue.json(notes[:50]),
             "whole_tumor_volume_ml": table_metadata(whole.groupby("roi_source")["volume_ml"].describe(), digits=2),
             "median_dice": float(paired["dice"].median()) if len(paired) else math.nan,

@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -19,6 +20,7 @@ import pandas as pd
 from gbm_assets.lib.contract import SEQUENCES, to_canonical
 from gbm_assets.lib.radiomics.extract import ANY, EXCLUSION_COLUMNS, PatientTask
 from gbm_assets.lib.store.files import write_bytes_atomic
+from gbm_assets.lib.store.keyed import content_key
 
 PROVENANCE_COLUMNS = [
     "cohort", "dagster_run_id", "extracted_at", "pyradiomics_version", "numpy_version", "simpleitk_version",
@@ -67,7 +69,8 @@ def write_canonical_truth(labels_path: str, scheme: str, out: Path) -> Path:
     header.set_data_dtype(np.uint8)
     header.set_slope_inter(1.0, 0.0)
     canonical = nib.Nifti1Image(labels.astype(np.uint8), None, header)
-    return write_bytes_atomic(out, gzip.compress(canonical.to_bytes(), compresslevel=6))
+    # gzip mtime 0: the same labels give the same bytes, so the file's content key is stable across runs
+    return write_bytes_atomic(out, gzip.compress(canonical.to_bytes(), compresslevel=6, mtime=0))
 
 
 def radiomics_tasks(cohort: str, raw_cohort: pd.DataFrame, lesion_masks: pd.DataFrame, sources: Sequence[str],
@@ -139,3 +142,19 @@ def merge_exclusions(skipped: list[dict], extracted: pd.DataFrame) -> pd.DataFra
     by patient (stable: each patient's rows keep their order). Both empty: an empty table."""
     merged = pd.concat([pd.DataFrame(skipped, columns=list(EXCLUSION_COLUMNS)), extracted], ignore_index=True)
     return merged.sort_values("patient_id", kind="stable", ignore_index=True)
+
+
+def radiomics_key(task: PatientTask, code_version: str) -> tuple[str, str]:
+    """(patient id, content key) of an extraction: image, ROI and parameter files' bytes, ROI label
+    schemes, regions and the code version (PyRadiomics' version included by the caller)."""
+    files = {**task.images, **{f"roi:{source}": path for source, path in task.rois.items()}, "params": task.params}
+    params = {"roi_schemes": dict(task.roi_schemes), "regions": task.regions, "code": code_version}
+    return task.patient_id, content_key(files, params)
+
+
+def burden_key(task, code_version: str) -> tuple[str, str]:
+    """(patient id, content key) of a `BurdenTask`: image, label and mask files' bytes, schemes, code version."""
+    row, mask = task.row, task.mask or {}
+    files = {**images_of(SimpleNamespace(**row)), "labels": text(row.get("labels_path")), "mask": text(mask.get("mask_path"))}
+    params = {"label_scheme": row.get("label_scheme"), "roi_scheme": mask.get("roi_scheme"), "code": code_version}
+    return row["patient_id"], content_key(files, params)

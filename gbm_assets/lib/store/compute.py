@@ -21,6 +21,7 @@ Never imports Dagster.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import socket
@@ -51,6 +52,14 @@ def usable_cpus() -> int:
 _INITIALIZED: set[str] = set()
 
 
+def _init_key(initializer: Callable) -> str:
+    """Identity of an initializer across tasks: its qualified name, plus the arguments of a
+    `functools.partial` (e.g. another model checkpoint is another initialization)."""
+    if isinstance(initializer, functools.partial):
+        return f"{_init_key(initializer.func)}{initializer.args!r}{sorted(initializer.keywords.items())!r}"
+    return f"{initializer.__module__}.{initializer.__qualname__}"
+
+
 class _WithInit:
     """`fn` that first runs `initializer` once per process (Dask workers have no pool initializer)."""
 
@@ -59,7 +68,7 @@ class _WithInit:
 
     def __call__(self, item):
         if self.initializer is not None:
-            key = f"{self.initializer.__module__}.{self.initializer.__qualname__}"
+            key = _init_key(self.initializer)
             if key not in _INITIALIZED:
                 self.initializer()
                 _INITIALIZED.add(key)
