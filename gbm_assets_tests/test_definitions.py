@@ -10,6 +10,8 @@ ASSETS = {
     "radiomic_features", "radiomic_features_wide", "radiomics_exclusions", "radiomics_provenance", "tumor_burden", "tumor_location",
     "tumor_progression", "survival_model",
     "subtype_training_table", "subtype_classifier", "subtype_champion", "subtype_predictions", "survival_view",
+    "target_training_table", "idh_classifier", "idh_champion", "idh_predictions",
+    "short_survival_classifier", "short_survival_champion", "short_survival_predictions",
 }  # fmt: skip
 CHECKS = {
     "raw_cohort_patients_complete", "raw_cohort_patient_ids_unique", "raw_cohort_images_unique", "raw_cohort_timepoints_consistent",
@@ -19,9 +21,11 @@ CHECKS = {
     "tumor_burden_predicted_volume_agrees_with_truth", "tumor_location_registration_above_floor",
     "subtype_training_table_covers_every_subtype", "subtype_classifier_beats_majority_baseline",
     "subtype_classifier_beats_champion",
+    "idh_classifier_beats_majority_baseline", "idh_classifier_beats_champion",
+    "short_survival_classifier_beats_majority_baseline", "short_survival_classifier_beats_champion",
 }  # fmt: skip
 JOBS = {"ingest_job", "score_cohort_job", "train_models_job", "demo_prepare", "demo_splits", "demo_unet", "demo_score",
-        "demo_classifier", "demo_predict"}
+        "demo_longitudinal", "demo_classifier", "demo_predict"}
 SENSORS = {"new_cohort_sensor", "automation_conditions_sensor"}
 SCHEDULES = {"nightly_rescore_schedule", "weekly_retrain_schedule"}
 RESOURCES = {"data_root", "table_io_manager", "mlflow", "compute"}

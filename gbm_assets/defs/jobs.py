@@ -35,6 +35,8 @@ RESCORE_ASSETS: tuple[str, ...] = (
     "tumor_location",
     "tumor_progression",
     "subtype_predictions",
+    "idh_predictions",
+    "short_survival_predictions",
     "survival_view",
 )
 """The part of the scoring path that depends on the champion models (U-Nets, classifier):
@@ -47,7 +49,10 @@ SPLIT_ASSETS: tuple[str, ...] = ("training_splits",)
 """Unpartitioned: every training cohort's patients and splits, with the blocking leak check."""
 UNET_ASSETS: tuple[str, ...] = ("unet_model", "unet_champion", "segmentation_metrics")
 """Partitioned by model input (t1, t1c, t2, flair, stack)."""
-CLASSIFIER_ASSETS: tuple[str, ...] = ("subtype_training_table", "subtype_classifier", "subtype_champion", "survival_model")
+CLASSIFIER_ASSETS: tuple[str, ...] = (
+    "subtype_training_table", "subtype_classifier", "subtype_champion", "target_training_table",
+    "idh_classifier", "idh_champion", "short_survival_classifier", "short_survival_champion", "survival_model",
+)  # fmt: skip
 """Unpartitioned."""
 TRAIN_MODELS_ASSETS: tuple[str, ...] = SPLIT_ASSETS + UNET_ASSETS + CLASSIFIER_ASSETS
 

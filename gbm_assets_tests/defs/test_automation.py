@@ -298,6 +298,7 @@ def test_weekly_retrain_requests_one_run_per_sequence_and_one_for_the_classifier
         stub("subtype_classifier", None, deps=["subtype_training_table"]),
         stub("subtype_champion", None, deps=["subtype_classifier"]),
         stub("survival_model", None),
+        *(stub(n, None) for n in automation_jobs.CLASSIFIER_ASSETS if not n.startswith(("subtype_", "survival_"))),
     ]
     defs = build_defs(data_root, assets=assets)
     assert defs.resolve_job_def("train_models_job").partitions_def == sequences
@@ -306,8 +307,7 @@ def test_weekly_retrain_requests_one_run_per_sequence_and_one_for_the_classifier
     assert sorted(r.partition_key for r in result.run_requests if r.partition_key) == sorted(sequences.get_partition_keys())
     classifier = by_key["classifier:2026-03-04T02:00"]
     assert classifier.partition_key is None
-    assert [k.to_user_string() for k in classifier.asset_selection] == ["subtype_training_table", "subtype_classifier", "subtype_champion",
-                                                                        "survival_model"]
+    assert [k.to_user_string() for k in classifier.asset_selection] == list(automation_jobs.CLASSIFIER_ASSETS)
     unet_t1 = by_key["unet:t1:2026-03-04T02:00"]
     assert [k.to_user_string() for k in unet_t1.asset_selection] == ["training_splits", "unet_model", "unet_champion", "segmentation_metrics"]
 

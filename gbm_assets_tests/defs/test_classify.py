@@ -29,6 +29,7 @@ from gbm_assets.lib.store.warehouse import query
 from gbm_assets_tests.conftest import (
     add_cohort,
     check_evaluation,
+    code_location,
     failure_message,
     materialize,
     metadata,
@@ -51,6 +52,15 @@ def root(data_root, monkeypatch):
     mlflow.set_tracking_uri(None)  # mlflow exports the URI to the environment; do not leak it to other tests
 
 
+def registered(root, *cohorts) -> dg.DagsterInstance:
+    """An ephemeral instance with `cohorts` and every cohort that has a table file under `root` registered:
+    the training tables read every cohort's partition through the IO manager (AllPartitionMapping)."""
+    written = {p.stem for p in (root / "tables").glob("*/*.parquet")} if (root / "tables").is_dir() else set()
+    instance = dg.DagsterInstance.ephemeral()
+    add_cohort(instance, *sorted(set(cohorts) | written - {"all"}))
+    return instance
+
+
 def run(root, selection, *, cohorts=(), partition=None, config=None, table=None, raise_on_error=True):
     """Materialize `selection`; `config` configures subtype_classifier, `table` subtype_training_table."""
     ops = {}
@@ -58,11 +68,8 @@ def run(root, selection, *, cohorts=(), partition=None, config=None, table=None,
         ops["subtype_classifier"] = {"config": config}
     if table is not None:
         ops["subtype_training_table"] = {"config": table}
-    instance = None
-    if cohorts:
-        instance = dg.DagsterInstance.ephemeral()
-        add_cohort(instance, *cohorts)
-    return materialize(root, selection, partition, instance=instance, run_config=ops, raise_on_error=raise_on_error)
+    return materialize(root, selection, partition, instance=registered(root, *cohorts), run_config=ops,
+                       raise_on_error=raise_on_error)
 
 
 def write_table(root, table: str, cohort: str, rows) -> None:
@@ -215,7 +222,8 @@ def test_training_table_reads_the_configured_roi_source_and_cohorts(root):
 )
 def test_bad_configuration_fails_clearly(root, asset, config, message):
     write_cohorts(root)
-    result = materialize(root, ["subtype_training_table", asset], run_config={asset: {"config": config}}, raise_on_error=False)
+    result = materialize(root, ["subtype_training_table", asset], run_config={asset: {"config": config}},
+                         instance=registered(root), raise_on_error=False)
     assert not result.success and message in failure_message(result)
 
 
@@ -231,3 +239,85 @@ def test_training_table_check_fails_when_a_subtype_is_missing():
 def test_majority_check_fails_unless_the_mlp_beats_it(mlp, passed):
     table = pd.DataFrame({"model": ["mlp", "majority"], "balanced_accuracy": [mlp, 0.25]})
     assert subtype_classifier_beats_majority_baseline(table).passed is passed
+
+
+TARGETS_TRAIN = ["target_training_table", "idh_classifier", "idh_champion", "short_survival_classifier",
+                 "short_survival_champion"]
+
+
+def write_target_cohorts(root, idh=True) -> None:
+    """Cohorts "a" and "b" (16 patients each, "b" shifted as another scanner would): features follow IDH status
+    (and survival: mutants live longer); one patient per cohort has unknown IDH, one is censored at 4 months."""
+    for k, cohort in enumerate(("a", "b")):
+        patients = [f"{cohort.upper()}{i:02d}" for i in range(16)]
+        mutant = [i % 2 == 0 for i in range(16)]
+        rows = long_features(cohort, patients, ["Proneural" if m else "Classical" for m in mutant], seed=5)
+        for r in rows:
+            r["value"] += 2.0 * k  # a cohort (batch) effect for ComBat to remove
+        write_table(root, "radiomic_features_wide", cohort, wide_features(pd.DataFrame(rows)))
+        write_table(root, "clinical_records", cohort, [
+            {"cohort": cohort, "patient_id": p, "subtype": "Proneural" if m else "Classical",
+             "survival_months": 4.0 if i == 1 else (20.0 if m else 3.0), "event": 0 if i == 1 else 1,
+             "idh_status": None if i == 3 else (("mutant" if m else "wildtype") if idh else "wildtype"), "age": 50.0}
+            for i, (p, m) in enumerate(zip(patients, mutant))])  # fmt: skip
+
+
+def test_idh_and_short_survival_classifiers_train_gate_promote_and_predict(root):
+    write_target_cohorts(root)
+    write_table(root, "radiomic_features_wide", "fresh",
+                wide_features(pd.DataFrame(long_features("fresh", ["F0", "F1"], ["Proneural", "Classical"], seed=5))))
+    ops = {f"{t}_classifier": {"config": {**FAST, "harmonize": "combat"}} for t in ("idh", "short_survival")}
+    result = materialize(root, TARGETS_TRAIN, instance=registered(root), run_config=ops)
+    idh = metadata(result, "idh_classifier")
+    assert idh["excluded"] == {"IDH status unknown": 2} and idh["label_counts"] == {"mutant": 16, "wildtype": 14}
+    assert idh["mlp_balanced_accuracy"] > idh["majority_balanced_accuracy"] and "batch = cohort" in idh["harmonize"]
+    short = metadata(result, "short_survival_classifier")
+    assert short["excluded"] == {"censored at or before 5 months": 2}
+    for target in ("idh", "short_survival"):
+        assert check_evaluation(result, f"{target}_classifier_beats_majority_baseline").passed
+        assert check_evaluation(result, f"{target}_classifier_beats_champion").passed
+        assert metadata(result, f"{target}_champion")["champion_version"] == "1"
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    assert str(client.get_model_version_by_alias("gbm-idh-classifier", "champion").version) == "1"
+    assert client.get_run(idh["mlflow_run_id"]).data.params["harmonize"] == "combat"
+
+    for cohort in ("fresh", "a"):
+        run(root, ["idh_predictions", "short_survival_predictions"], cohorts=[cohort], partition=cohort)
+    preds = query(DataRoot(root), "select * from idh_predictions order by cohort, patient_id")
+    assert list(preds.columns[:6]) == ["cohort", "patient_id", "predicted_idh", "p_mutant", "p_wildtype", "model_version"]
+    fresh = preds[preds["cohort"] == "fresh"].set_index("patient_id")
+    assert fresh.loc["F0", "predicted_idh"] == "mutant" and fresh.loc["F1", "predicted_idh"] == "wildtype"
+    assert not fresh["in_training_set"].any() and preds.loc[preds["cohort"] == "a", "in_training_set"].sum() == 15  # 16 less the unknown IDH
+    short_preds = query(DataRoot(root), "select * from short_survival_predictions where cohort = 'fresh'")
+    assert np.allclose(short_preds[["p_short", "p_long"]].sum(axis=1), 1.0)
+
+
+def test_a_target_with_one_class_is_skipped_with_its_reason_never_a_crash(root):
+    write_target_cohorts(root, idh=False)  # every known IDH status is wildtype
+    result = materialize(root, ["target_training_table", "idh_classifier", "idh_champion"], instance=registered(root))
+    assert result.success
+    skipped = metadata(result, "idh_classifier")["skipped"]
+    assert "one class only" in skipped and "wildtype" in skipped
+    table = pd.read_parquet(DataRoot(root).table_file("idh_classifier", "all"))
+    assert list(table["status"]) == ["skipped"] and not table["registered"].any()
+    assert check_evaluation(result, "idh_classifier_beats_majority_baseline").passed  # nothing to promote
+    assert check_evaluation(result, "idh_classifier_beats_champion").metadata["skipped"].value == skipped
+    assert metadata(result, "idh_champion")["promoted"] is False
+    scored = run(root, ["idh_predictions"], cohorts=["a"], partition="a")
+    assert "no champion of gbm-idh-classifier" in metadata(scored, "idh_predictions")["skipped"]
+    assert pd.read_parquet(DataRoot(root).table_file("idh_predictions", "a")).empty
+
+
+def test_training_tables_read_every_cohorts_partition_as_inputs(root):
+    """Lineage carries the data: the features and clinical records arrive as AllPartitionMapping inputs, and a
+    registered cohort that never materialized them ("unscored") is left out, not an error."""
+    write_cohorts(root)
+    result = run(root, ["subtype_training_table", "target_training_table"], cohorts=["unscored"])
+    assert metadata(result, "target_training_table")["cohorts"] == ["fresh", "train"]
+    defs = code_location()
+    graph = defs.resolve_asset_graph()
+    for key in ("subtype_training_table", "target_training_table", "survival_model"):
+        node = graph.get(dg.AssetKey(key))
+        assert {k.to_user_string() for k in node.parent_keys} >= {"radiomic_features_wide", "clinical_records"}
+        spec_ins = defs.resolve_assets_def(key).keys_by_input_name
+        assert {"radiomic_features_wide", "clinical_records"} <= set(spec_ins)  # inputs, not bare deps

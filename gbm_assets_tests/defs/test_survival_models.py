@@ -1,8 +1,9 @@
+import dagster as dg
 import numpy as np
 import pandas as pd
 
 from gbm_assets.lib.store.paths import DataRoot
-from gbm_assets_tests.conftest import materialize, only_assets
+from gbm_assets_tests.conftest import add_cohort, materialize
 
 
 def _write(root: DataRoot, n: int, events: bool) -> None:
@@ -19,10 +20,17 @@ def _write(root: DataRoot, n: int, events: bool) -> None:
         table.to_parquet(root.table_dir(name) / "c.parquet")
 
 
+def _instance() -> dg.DagsterInstance:
+    """Cohort "c" registered: survival_model reads every cohort's partition as one input."""
+    instance = dg.DagsterInstance.ephemeral()
+    add_cohort(instance, "c", "unscored")  # "unscored" has no tables: left out, not an error
+    return instance
+
+
 def test_survival_model_cross_validates_both_models(data_root):
     root = DataRoot(data_root)
     _write(root, 30, events=True)
-    materialize(data_root, ["survival_model"], assets=only_assets("survival_model"))
+    materialize(data_root, ["survival_model"], instance=_instance())
     out = pd.read_parquet(root.table_dir("survival_model") / "survival_model.parquet") if (root.table_dir("survival_model") / "survival_model.parquet").exists() else pd.read_parquet(next(root.table_dir("survival_model").rglob("*.parquet")))
     assert list(out["model"]) == ["radiomics_age", "clinical"]
     assert (out["status"] == "ok").all()
@@ -33,7 +41,7 @@ def test_survival_model_cross_validates_both_models(data_root):
 def test_survival_model_without_events_is_skipped_with_a_reason(data_root):
     root = DataRoot(data_root)
     _write(root, 30, events=False)
-    materialize(data_root, ["survival_model"], assets=only_assets("survival_model"))
+    materialize(data_root, ["survival_model"], instance=_instance())
     out = pd.read_parquet(next(root.table_dir("survival_model").rglob("*.parquet")))
     assert (out["status"] == "skipped").all()
     assert out["reason"].str.contains("no events").all()

@@ -33,6 +33,9 @@ class ClassifierSettings(dg.Config):
     """Model kinds to cross-validate (mlp, logreg, rf, majority); mlp is required, it is the one registered."""
     top_k_features: int = 20
     """Features shown in the permutation-importance chart."""
+    harmonize: str = "none"
+    """"combat": ComBat across cohorts (batch = cohort, neuroCombat), fitted inside every training fold and
+    applied to held-out rows with that fit; "none": features as extracted."""
 
 
 class PredictionsSettings(dg.Config):

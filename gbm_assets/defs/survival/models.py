@@ -12,8 +12,7 @@ import pandas as pd
 
 from gbm_assets.defs.classify.config import check_roi_source
 from gbm_assets.defs.metadata import table_metadata
-from gbm_assets.defs.resources import DataRootResource, MlflowResource
-from gbm_assets.lib.classify.tables import read_tables, table_files
+from gbm_assets.defs.resources import MlflowResource
 from gbm_assets.lib.survival.cox import (
     CLINICAL_FEATURES,
     ID_COLUMNS,
@@ -38,22 +37,25 @@ class SurvivalModelSettings(dg.Config):
     group_name="survival",
     io_manager_key="table_io_manager",
     kinds={"lifelines", "mlflow", "parquet"},
-    deps=[
-        dg.AssetDep("radiomic_features_wide", partition_mapping=dg.AllPartitionMapping()),
-        dg.AssetDep("clinical_records", partition_mapping=dg.AllPartitionMapping()),
-    ],
+    ins={
+        "radiomic_features_wide": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+        "clinical_records": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+    },
     description="Penalised Cox models, subject-grouped CV: radiomics + age vs clinical only (age, IDH). One row per "
     "model: status (ok/skipped, reason), patients, events, Harrell's C (and Uno's C, mean AUC, integrated Brier).",
 )
 def survival_model(
-    context: dg.AssetExecutionContext, config: SurvivalModelSettings, data_root: DataRootResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext, config: SurvivalModelSettings, mlflow: MlflowResource,
+    radiomic_features_wide: pd.DataFrame, clinical_records: pd.DataFrame,
 ) -> dg.Output[pd.DataFrame]:
-    """Reads every cohort's radiomic_features_wide and clinical_records file under the data root."""
-    roi_source, root = check_roi_source(config.roi_source), data_root.root()
-    features, clinical = table_files(root.table_dir("radiomic_features_wide")), table_files(root.table_dir("clinical_records"))
-    cohorts = sorted(set(features) & set(clinical))
-    wide = read_tables([features[c] for c in cohorts], where={"roi_source": roi_source})
-    clin = read_tables([clinical[c] for c in cohorts])
+    """Every cohort's radiomic_features_wide and clinical_records as inputs (the IO manager loads the cohorts
+    that materialized them; a cohort with only one of the two is left out)."""
+    roi_source = check_roi_source(config.roi_source)
+    has = [set(df["cohort"]) if "cohort" in df else set() for df in (radiomic_features_wide, clinical_records)]
+    cohorts = sorted(has[0] & has[1])
+    wide, clin = radiomic_features_wide, clinical_records
+    wide = wide.loc[wide["cohort"].isin(cohorts) & (wide["roi_source"] == roi_source)] if cohorts else pd.DataFrame()
+    clin = clin.loc[clin["cohort"].isin(cohorts)] if cohorts else pd.DataFrame()
     table = survival_table(wide, clin, roi_source)
     radiomic = [c for c in table.columns if c not in (*ID_COLUMNS, *CLINICAL_FEATURES)]
     kw = {"n_splits": config.n_splits, "penalizer": config.penalizer, "l1_ratio": config.l1_ratio, "seed": config.seed,

@@ -159,7 +159,7 @@ def _rows(X, idx):
 
 def cross_validate_models(X, y, kinds=("mlp", "logreg", "rf", "majority"), n_splits: int = 5, n_repeats: int = 3,
                           seed: int = 0, groups=None, select_k: int | None = None,
-                          pipeline_factory: Callable | None = None) -> CVResults:
+                          pipeline_factory: Callable | None = None, harmonize: str = "none") -> CVResults:
     """Repeated stratified K-fold CV of each model kind on the same patient-level splits.
 
     Args:
@@ -169,7 +169,7 @@ def cross_validate_models(X, y, kinds=("mlp", "logreg", "rf", "majority"), n_spl
         groups: (n_rows,) patient ids when a patient has several rows; StratifiedGroupKFold
             (reshuffled with seed + repeat) then keeps each patient on one side.
         pipeline_factory: `(kind, seed) -> unfitted estimator`; default `build_pipeline`
-            with `select_k`. A fresh estimator is built for every fold.
+            with `select_k` and `harmonize`. A fresh estimator is built for every fold.
 
     Returns:
         CVResults. Predictions come from models fitted by `fit_fold` on that fold's training
@@ -181,7 +181,7 @@ def cross_validate_models(X, y, kinds=("mlp", "logreg", "rf", "majority"), n_spl
     if pipeline_factory is None:
 
         def pipeline_factory(kind, s):
-            return build_pipeline(kind, seed=s, select_k=select_k)
+            return build_pipeline(kind, seed=s, select_k=select_k, harmonize=harmonize)
     y = np.asarray(y)
     if len(y) != len(X):
         raise ValueError(f"X has {len(X)} rows but y has {len(y)}")

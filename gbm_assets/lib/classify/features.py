@@ -111,7 +111,8 @@ def _subtype(label: object, patient: str) -> object:
     return np.nan if subtype is None else subtype
 
 
-def training_table(wide_df: pd.DataFrame, clinical_df: pd.DataFrame, roi_source: str) -> pd.DataFrame:
+def training_table(wide_df: pd.DataFrame, clinical_df: pd.DataFrame, roi_source: str,
+                   clinical_columns: tuple[str, ...] = CLINICAL_COLUMNS) -> pd.DataFrame:
     """Join one ROI source's wide features with the clinical table.
 
     Args:
@@ -119,6 +120,7 @@ def training_table(wide_df: pd.DataFrame, clinical_df: pd.DataFrame, roi_source:
         clinical_df: columns `cohort, patient_id, subtype` and optionally `survival_months`
             (months), `idh_status`, `age` (years); absent optional columns become NaN.
         roi_source: which segmentation's features to use (e.g. the ground-truth masks).
+        clinical_columns: the clinical columns kept (`CLINICAL_COLUMNS`; the targets' shared table adds `event`).
 
     Returns:
         DataFrame: `cohort, patient_id, roi_source, subtype, survival_months, idh_status, age`,
@@ -137,10 +139,10 @@ def training_table(wide_df: pd.DataFrame, clinical_df: pd.DataFrame, roi_source:
         if col not in clinical_df.columns:
             raise KeyError(f"clinical table lacks column {col!r}; has {list(clinical_df.columns)}")
     clin = clinical_df.copy()
-    for col in CLINICAL_COLUMNS:
+    for col in clinical_columns:
         if col not in clin.columns:
             clin[col] = np.nan
-    clin = clin.loc[:, ["cohort", "patient_id", *CLINICAL_COLUMNS]]
+    clin = clin.loc[:, ["cohort", "patient_id", *clinical_columns]]
     clin["patient_id"] = clin["patient_id"].astype(str)
     twice = clin.duplicated(["cohort", "patient_id"], keep=False)
     if twice.any():
@@ -154,7 +156,7 @@ def training_table(wide_df: pd.DataFrame, clinical_df: pd.DataFrame, roi_source:
     feats = feature_columns(wide)
     table = wide.loc[:, [*KEY_COLUMNS, *feats]].merge(clin, on=["cohort", "patient_id"], how="inner",
                                                       validate="one_to_one")
-    table = table.loc[:, list(KEY_COLUMNS) + list(CLINICAL_COLUMNS) + feats].reset_index(drop=True)
+    table = table.loc[:, list(KEY_COLUMNS) + list(clinical_columns) + feats].reset_index(drop=True)
 
     keys_w = set(zip(wide.cohort, wide.patient_id))
     keys_c = set(zip(clin.cohort, clin.patient_id))

@@ -31,7 +31,7 @@ def _select_k(value) -> int | None:
 
 def champion_on_folds(champion_scores: list[float], champion_folds_sha256: str, champion_params: dict,
                       candidate_folds_sha256: str, X: pd.DataFrame, y, *, n_splits: int, n_repeats: int,
-                      seed: int, kind: str = "mlp") -> tuple[list[float], str]:
+                      seed: int, kind: str = "mlp", table: str = "subtype_training_table") -> tuple[list[float], str]:
     """The champion's per-fold balanced accuracy on the candidate's folds, and how it was obtained.
 
     Args:
@@ -51,11 +51,12 @@ def champion_on_folds(champion_scores: list[float], champion_folds_sha256: str, 
     if champion_scores and champion_folds_sha256 == candidate_folds_sha256:
         return list(champion_scores), PAIRED
     select_k = _select_k(champion_params.get("select_k"))
+    harmonize = champion_params.get("harmonize") or "none"  # a champion logged before the option: none
     cv = cross_validate_models(X, np.asarray(y, dtype=object), kinds=(kind,), n_splits=n_splits,
-                               n_repeats=n_repeats, seed=seed, select_k=select_k)
+                               n_repeats=n_repeats, seed=seed, select_k=select_k, harmonize=harmonize)
     if folds_fingerprint(cv.splits, X.index, np.asarray(y, dtype=object)) != candidate_folds_sha256:
         raise ValueError("the training table's folds differ from those the candidate was cross-validated on "
-                         "(subtype_training_table changed since subtype_classifier ran); retrain first")
+                         f"({table} changed since the classifier ran); retrain first")
     return fold_scores(cv, kind), RECROSSVALIDATED
 
 

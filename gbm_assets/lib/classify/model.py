@@ -3,8 +3,8 @@
 Patient-level cross-validation lives in `cv` (which imports this module, never the reverse).
 
 Pipeline (`build_pipeline`), every step fitted on the training rows only:
-    SimpleImputer(median) -> VarianceThreshold(0) -> CorrelationFilter(|r| > 0.95)
-    -> StandardScaler -> [SelectTopK(f_classif, k)] -> classifier
+    [ComBat across cohorts] -> SimpleImputer(median) -> VarianceThreshold(0)
+    -> CorrelationFilter(|r| > 0.95) -> StandardScaler -> [SelectTopK(f_classif, k)] -> classifier
 
 Classifiers: `mlp` (the study's "lightweight MLP"; the study gives no sizes, so two hidden
 layers 64-32, ReLU, L2 alpha 1e-2, L-BFGS, which converges in well under a second on ~100
@@ -39,6 +39,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
+
+from gbm_assets.lib.classify.harmonize import HARMONIZE, ComBat
 
 KINDS: tuple[str, ...] = ("mlp", "logreg", "rf", "majority")
 
@@ -130,7 +132,8 @@ def _classifier(kind: str, seed: int):
     raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(KINDS)}")
 
 
-def build_pipeline(kind: str, seed: int = 0, select_k: int | None = None, calibrate: bool = True) -> Pipeline:
+def build_pipeline(kind: str, seed: int = 0, select_k: int | None = None, calibrate: bool = True,
+                   harmonize: str = "none") -> Pipeline:
     """An unfitted pipeline (see module docstring) for one model kind.
 
     Args:
@@ -138,14 +141,19 @@ def build_pipeline(kind: str, seed: int = 0, select_k: int | None = None, calibr
         seed: random state of the classifier.
         select_k: keep the k best features by ANOVA F (all when fewer remain); None keeps all.
         calibrate: wrap the classifier in `SigmoidCalibrated` (ignored for `majority`).
+        harmonize: "combat" puts `harmonize.ComBat` first (batch = cohort, from X's index
+            `<cohort>/<patient_id>`), fitted with the rest on the training rows only; "none" does not.
 
     Raises:
-        ValueError: unknown kind or select_k < 1.
+        ValueError: unknown kind or harmonize, or select_k < 1.
     """
     clf = _classifier(kind, seed)
     if select_k is not None and int(select_k) < 1:
         raise ValueError(f"select_k must be >= 1 or None, got {select_k}")
-    steps = [
+    if harmonize not in HARMONIZE:
+        raise ValueError(f"harmonize must be one of {', '.join(HARMONIZE)}, got {harmonize!r}")
+    steps = [("harmonize", ComBat())] if harmonize == "combat" else []
+    steps += [
         ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
         ("drop_constant", VarianceThreshold(0.0)),
         ("drop_correlated", CorrelationFilter(0.95)),

@@ -1,4 +1,4 @@
-"""The subtype classifier in MLflow: log a trained classifier into the active run and register it,
+"""A classifier (the subtype's by default, or another target's `model_name`) in MLflow: log a trained classifier into the active run and register it,
 read the `champion` alias (its version, per-fold scores and settings), load it, move it.
 
 No Dagster. Every MLflow client gets the store's tracking URI explicitly (`TrackingStore`), and
@@ -51,9 +51,10 @@ def skops_trusted_types(model) -> list[str]:
 
 
 def log_classifier(store: TrackingStore, run_id: str, X: pd.DataFrame, trained: TrainedClassifier, params: dict,
-                   report_dir: Path) -> str:
+                   report_dir: Path, model_name: str = MODEL_NAME) -> str:
     """Log params, CV metrics (means and the registered kind's per-fold scores), the report files and
-    the model into the ACTIVE run `run_id`, and register the model as a new version of `MODEL_NAME`.
+    the model into the ACTIVE run `run_id`, and register the model as a new version of `model_name`
+    (default the subtype classifier; `targets.Target.model_name` for the other targets).
 
     Does not move the champion alias (see `set_champion`). Returns the new version (a string).
     """
@@ -75,7 +76,7 @@ def log_classifier(store: TrackingStore, run_id: str, X: pd.DataFrame, trained: 
         info = mlflow.sklearn.log_model(
             trained.model,
             name="model",
-            registered_model_name=MODEL_NAME,
+            registered_model_name=model_name,
             input_example=X.head(3),
             pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
             skops_trusted_types=skops_trusted_types(trained.model),
@@ -112,15 +113,15 @@ def in_training_set(meta: dict, cohort: str, patient_ids) -> list[bool | None]:
     return [f"{cohort}/{p}" in fitted for p in patient_ids]
 
 
-def champion(store: TrackingStore) -> Champion | None:
-    """The current champion of `MODEL_NAME` in `store`, or None when there is none (nor any model)."""
+def champion(store: TrackingStore, model_name: str = MODEL_NAME) -> Champion | None:
+    """The current champion of `model_name` in `store`, or None when there is none (nor any model)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    ensure_experiment(store, MODEL_NAME)  # creates the store once, under a lock
+    ensure_experiment(store, model_name)  # creates the store once, under a lock
     client = MlflowClient(store.tracking_uri)
     try:
-        version = client.get_model_version_by_alias(MODEL_NAME, CHAMPION)
+        version = client.get_model_version_by_alias(model_name, CHAMPION)
     except MlflowException:
         return None
     run = client.get_run(version.run_id)
@@ -129,17 +130,17 @@ def champion(store: TrackingStore) -> Champion | None:
                     [float(m.value) for m in history], run.data.tags.get(FOLDS_TAG, ""), dict(run.data.params))
 
 
-def set_champion(store: TrackingStore, version: str) -> str | None:
-    """Point the `champion` alias at `version`; return the version it pointed at before (None: none)."""
+def set_champion(store: TrackingStore, version: str, model_name: str = MODEL_NAME) -> str | None:
+    """Point `model_name`'s `champion` alias at `version`; return the version it pointed at before (None: none)."""
     from mlflow import MlflowClient
 
-    before = champion(store)
-    MlflowClient(store.tracking_uri).set_registered_model_alias(MODEL_NAME, CHAMPION, str(version))
+    before = champion(store, model_name)
+    MlflowClient(store.tracking_uri).set_registered_model_alias(model_name, CHAMPION, str(version))
     return before.version if before else None
 
 
-def load_champion(store: TrackingStore):
-    """(fitted pipeline, `Champion`, MLmodel metadata) of the champion.
+def load_champion(store: TrackingStore, model_name: str = MODEL_NAME):
+    """(fitted pipeline, `Champion`, MLmodel metadata) of `model_name`'s champion.
 
     Raises:
         LookupError: no champion in the store.
@@ -147,9 +148,9 @@ def load_champion(store: TrackingStore):
     import mlflow
     import mlflow.sklearn
 
-    current = champion(store)
+    current = champion(store, model_name)
     if current is None:
-        raise LookupError(f"no {CHAMPION} of {MODEL_NAME!r} in {store.tracking_uri}")
-    uri = f"models:/{MODEL_NAME}/{current.version}"
+        raise LookupError(f"no {CHAMPION} of {model_name!r} in {store.tracking_uri}")
+    uri = f"models:/{model_name}/{current.version}"
     with using_tracking_uri(store.tracking_uri):
         return mlflow.sklearn.load_model(uri), current, mlflow.models.get_model_info(uri).metadata or {}

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from gbm_assets.lib.classify.features import feature_columns
 from gbm_assets.lib.classify.model import multilabel_predict
+from gbm_assets.lib.classify.targets import Target
 from gbm_assets.lib.contract import SUBTYPES
 
 PREDICTION_COLUMNS: tuple[str, ...] = (
@@ -99,10 +100,34 @@ def predictions_table(cohort: str, patient_ids: Sequence[str], proba: np.ndarray
     return out
 
 
-def training_matrix(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """(X indexed by "cohort/patient_id", y) of a training table: the rows and order every CV sees."""
+def training_matrix(table: pd.DataFrame, labels: str | pd.Series = "subtype") -> tuple[pd.DataFrame, np.ndarray]:
+    """(X indexed by "cohort/patient_id", y) of a training table: the rows and order every CV sees.
+
+    `labels` is the label column's name or a Series aligned with `table` (`targets.target_labels`).
+    The index also carries each row's cohort, the batch of `harmonize.ComBat`."""
     X = table[feature_columns(table)].set_axis(table["cohort"] + "/" + table["patient_id"], axis=0)
-    return X, table["subtype"].to_numpy(dtype=object)
+    y = table[labels] if isinstance(labels, str) else pd.Series(labels)
+    return X, y.to_numpy(dtype=object)
+
+
+def target_predictions_table(target: Target, cohort: str, patient_ids: Sequence[str], proba: np.ndarray,
+                             classes: Sequence[str], model_version: str) -> pd.DataFrame:
+    """Per-patient probabilities of a non-subtype target: `cohort, patient_id, <target.label_column>,
+    p_<class> for each of target.classes (0 for a class the model never saw), model_version`.
+    Zero patients give an empty frame with the same columns."""
+    proba = np.asarray(proba, dtype=float).reshape(len(patient_ids), len(classes))
+    unknown = [c for c in classes if c not in target.classes]
+    if unknown:
+        raise ValueError(f"model classes {unknown} are not {target.name} labels ({', '.join(target.classes)})")
+    P = pd.DataFrame(proba, columns=list(classes)).reindex(columns=list(target.classes), fill_value=0.0)
+    out = pd.DataFrame({"cohort": pd.Series([cohort] * len(P), dtype=object),
+                        "patient_id": pd.Series([str(p) for p in patient_ids], dtype=object)})
+    out[target.label_column] = pd.Series(np.asarray(classes, dtype=object)[proba.argmax(axis=1)] if len(P) else [],
+                                         dtype=object)
+    for c in target.classes:
+        out[target.proba_column(c)] = P[c].to_numpy()
+    out["model_version"] = pd.Series([str(model_version)] * len(P), dtype=object)
+    return out
 
 
 def registered_row(subtype_classifier: pd.DataFrame) -> pd.Series:

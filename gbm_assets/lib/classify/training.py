@@ -87,12 +87,14 @@ def compare_fold_scores(candidate: Sequence[float], champion: Sequence[float]) -
 
 def train_classifier(X: pd.DataFrame, y, kinds: Sequence[str], *, final_kind: str = "mlp", n_splits: int = 5,
                      n_repeats: int = 3, seed: int = 0, select_k: int | None = None,
-                     top_k: int = 20) -> TrainedClassifier:
+                     top_k: int = 20, harmonize: str = "none", classes: Sequence[str] = SUBTYPES) -> TrainedClassifier:
     """Cross-validate `kinds`, then fit `final_kind` on every row (BLAS single-threaded).
 
     Args:
         X: (n_patients, n_features) features, named columns; y: (n_patients,) subtypes.
         kinds: model kinds of `build_pipeline`; must include `final_kind`.
+        harmonize: `build_pipeline`'s option ("combat": ComBat across cohorts, inside every fit).
+        classes: the target's classes, naming the summary's `auc_<class>` columns (default: subtypes).
 
     Raises:
         ValueError: `final_kind` not in `kinds`; too few patients per class (see `cv.make_splits`).
@@ -102,23 +104,23 @@ def train_classifier(X: pd.DataFrame, y, kinds: Sequence[str], *, final_kind: st
     y = np.asarray(y, dtype=object)
     with threadpool_limits(limits=1, user_api="blas"):
         cv = cross_validate_models(X, y, kinds=tuple(kinds), n_splits=n_splits, n_repeats=n_repeats, seed=seed,
-                                   select_k=select_k)
-        model = build_pipeline(final_kind, seed=seed, select_k=select_k).fit(X, y)
+                                   select_k=select_k, harmonize=harmonize)
+        model = build_pipeline(final_kind, seed=seed, select_k=select_k, harmonize=harmonize).fit(X, y)
         oof = cv.models[final_kind].oof
         thresholds = fit_thresholds(oof[cv.classes], oof["y_true"])
         try:
-            importance = permutation_importance_top(build_pipeline(final_kind, seed=seed, select_k=select_k), X, y,
-                                                    k=top_k, seed=seed)
+            importance = permutation_importance_top(build_pipeline(final_kind, seed=seed, select_k=select_k,
+                                                                   harmonize=harmonize), X, y, k=top_k, seed=seed)
         except ValueError as exc:  # the held-out split needs every class at least twice
             warnings.warn(f"permutation importance skipped: {exc}", stacklevel=2)
             importance = pd.DataFrame(columns=["feature", "importance_mean", "importance_std"])
     fingerprint = folds_fingerprint(cv.splits, X.index if hasattr(X, "index") else np.arange(len(y)), y)
-    return TrainedClassifier(cv, model, thresholds, importance, cv_summary_table(cv), fingerprint)
+    return TrainedClassifier(cv, model, thresholds, importance, cv_summary_table(cv, classes), fingerprint)
 
 
-def cv_summary_table(cv: CVResults) -> pd.DataFrame:
+def cv_summary_table(cv: CVResults, classes: Sequence[str] = SUBTYPES) -> pd.DataFrame:
     """One row per model: accuracy, balanced_accuracy, macro_f1 (means over folds and repeats),
-    their `_std`, `auc_<subtype>` (`plots.AUC_DEFINITION`, NaN for an absent class), n_splits, n_repeats."""
+    their `_std`, `auc_<class>` (`plots.AUC_DEFINITION`, NaN for an absent class), n_splits, n_repeats."""
     rows = []
     for kind, m in cv.models.items():
         row = {"model": kind}
@@ -126,8 +128,8 @@ def cv_summary_table(cv: CVResults) -> pd.DataFrame:
             row[name] = m.summary[f"{key}_mean"]
         for name, key in _METRICS.items():
             row[f"{name}_std"] = m.summary[f"{key}_std"]
-        for s in SUBTYPES:
-            row[f"auc_{s.lower()}"] = float(m.auc.get(s, np.nan))
+        for c in classes:
+            row[f"auc_{str(c).lower()}"] = float(m.auc.get(c, np.nan))
         rows.append(row)
     out = pd.DataFrame(rows)
     out["n_splits"], out["n_repeats"] = cv.n_splits, cv.n_repeats

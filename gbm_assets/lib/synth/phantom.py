@@ -73,6 +73,26 @@ _CLINICAL = {
 }
 
 
+# Subtype -> P(IDH mutant) before the phenotype's shift (Verhaak 2010: IDH1 / G-CIMP tumours are mostly Proneural).
+_IDH_BASE = {"Mesenchymal": .04, "Classical": .06, "Proneural": .30, "Neural": .15}
+IDH_STREAM = 0x1D4
+"""Second word of the IDH status's own RNG stream, `default_rng([patient seed, IDH_STREAM])`."""
+
+
+def idh_status(seed: int, subtype: str, p: dict) -> str:
+    """A patient's IDH status, drawn from its OWN random stream so images and subtypes do not move with it.
+
+    Log-odds = logit(`_IDH_BASE[subtype]`) + 6 (0.45 - necrosis fraction) + 4 (0.7 - enhancing fraction)
+    + 1 when frontal: IDH-mutant glioblastomas show less necrosis and enhancement and sit frontally more
+    often (e.g. Lasocki et al. 2015; Carrillo et al. 2012), so the status is visible in the images, as the
+    IDH classifier needs. (`_draw_phenotype`'s own IDH draw is kept, unused here, so its stream is unchanged.)
+    """
+    base = _IDH_BASE[subtype]
+    z = (np.log(base / (1 - base)) + 6 * (0.45 - p["necrosis_fraction"]) + 4 * (0.7 - p["enhancing_fraction"])
+         + (1.0 if p["lobe"] == "frontal" else 0.0))
+    return "mutant" if np.random.default_rng([seed, IDH_STREAM]).random() < 1 / (1 + np.exp(-z)) else "wildtype"
+
+
 @dataclass(frozen=True)
 class SynthOptions:
     """Geometry and image quality of synthetic patients.
@@ -160,6 +180,7 @@ def synth_patient(seed: int, subtype: str, options: SynthOptions = SynthOptions(
         raise ValueError(f"unknown subtype {subtype!r}; known: {', '.join(SUBTYPES)}")
     rng = np.random.default_rng(seed)
     p = _draw_phenotype(rng, subtype)
+    p["idh_status"] = idh_status(seed, subtype, p)  # its own stream: `rng`, hence the images, never see it
     grid = Grid.fitted(options.shape, options.spacing)
     tissue, semi = brain_tissues(rng, grid, p["age"])
     centre = tumour_centre(rng, semi, p["lobe"], 1 if p["hemisphere"] == "right" else -1,

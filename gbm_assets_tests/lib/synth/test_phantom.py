@@ -165,3 +165,36 @@ def test_bad_arguments_are_rejected(tmp_path: Path) -> None:
         SynthOptions(orientation="LAS")
     with pytest.raises(ValueError, match="n_patients"):
         write_cohort(tmp_path, "demo", 0, seed=0, options=SMALL)
+
+
+PINNED = SynthOptions(shape=(32, 32, 16), spacing=(5.0, 5.0, 8.0))
+# sha256 (first 16 hex) of the images and labels, written BEFORE the IDH status got its own stream:
+# the clinical change must never move the images (the demo's segmentation numbers depend on them).
+IMAGE_SHA = {(11, "Proneural"): "93c66b446be42d37", (12, "Neural"): "7096029d884bf8b1", (13, "Classical"): "a3bd752b0302921f"}
+
+
+@pytest.mark.parametrize(("seed", "subtype"), list(IMAGE_SHA))
+def test_images_do_not_move_with_the_idh_stream(seed: int, subtype: str) -> None:
+    import hashlib
+
+    patient = synth_patient(seed, subtype, PINNED)
+    digest = hashlib.sha256()
+    for sequence in sorted(patient.images):
+        digest.update(patient.images[sequence].tobytes())
+    digest.update(patient.labels.tobytes())
+    assert digest.hexdigest()[:16] == IMAGE_SHA[(seed, subtype)]
+
+
+def test_idh_status_follows_subtype_and_the_visible_phenotype() -> None:
+    from gbm_assets.lib.synth.phantom import _draw_phenotype, idh_status
+
+    rows = []
+    for seed in range(400):
+        subtype = SUBTYPES[seed % 4]
+        p = _draw_phenotype(np.random.default_rng(seed), subtype)
+        rows.append((subtype, p["necrosis_fraction"], idh_status(seed, subtype, p) == "mutant"))
+    df = pd.DataFrame(rows, columns=["subtype", "necrosis", "mutant"])
+    rate = df.groupby("subtype")["mutant"].mean()
+    assert rate["Proneural"] > 0.4 and rate["Mesenchymal"] < 0.1  # Verhaak 2010: IDH-mutant tumours are Proneural
+    assert df.loc[df.mutant, "necrosis"].mean() < df.loc[~df.mutant, "necrosis"].mean()  # visible in the images
+    assert idh_status(5, "Neural", p) == idh_status(5, "Neural", p)  # seeded
