@@ -1,5 +1,7 @@
 """Splits -> one U-Net -> checks, champion, metrics -> masks through Dagster on a tiny synthetic cohort."""
 
+import shutil
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ from gbm_assets.defs.segment import checks as segment_checks
 from gbm_assets.defs.segment.versions import unet_version
 from gbm_assets.lib.masks.postprocess import KEEP_LARGEST_TAG
 from gbm_assets.lib.store.paths import DataRoot
+from gbm_assets.lib.store.tables import read_parquet
 from gbm_assets.lib.store.tracking import CHAMPION, TrackingStore
 from gbm_assets.lib.store.warehouse import query
 from gbm_assets.lib.synth.phantom import SynthOptions, write_cohort
@@ -112,3 +115,27 @@ def test_dice_floor_check_on_good_and_bad_metrics(dice, passed):
     table = pd.DataFrame({"sequence": ["stack"] * 2, "split": ["validation", "test"], "metric": ["dice_3d"] * 2, "value": [0.99, dice]})
     result = segment_checks.segmentation_metrics_test_dice_above_floor(table)
     assert result.passed is passed and result.metadata["floor"].value == segment_checks.TEST_DICE_FLOOR
+
+
+@pytest.mark.slow
+def test_same_seed_same_segmentation_metrics_in_two_data_roots(tmp_path, monkeypatch):
+    """Determinism end to end: one prepared data root copied, then the model trained and evaluated in each
+    copy with its own instance and MLflow store, gives identical metric rows."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first = DataRoot(tmp_path / "first")
+    monkeypatch.setenv("GBM_DATA_ROOT", str(first.root))
+    instance = dg.DagsterInstance.ephemeral()
+    write_cohort(first.cohorts_dir, "tiny", 6, seed=3, options=TINY)
+    add_cohort(instance, "tiny")
+    materialize(first.root, ["raw_cohort", "clinical_records", "preprocessed_volumes", "training_slices"], "tiny", instance=instance, run_config=PREPROCESS)
+    materialize(first.root, ["training_splits"], instance=instance)
+    second = DataRoot(tmp_path / "second")
+    shutil.copytree(first.root, second.root)
+    tables = []
+    for root in (first, second):
+        monkeypatch.setenv("GBM_DATA_ROOT", str(root.root))
+        materialize(root.root, ["unet_model", "segmentation_metrics"], "flair", instance=dg.DagsterInstance.ephemeral(),
+                    run_config={"unet_model": {"config": {"base": 4, "epochs": 2, "batch_size": 8, "threads": 1}}})  # fmt: skip
+        tables.append(read_parquet(root.table_file("segmentation_metrics", "flair")))  # each root's own file
+    assert len(tables[0]) == 27 and all(any((r.model_dir("unet") / "flair").iterdir()) for r in (first, second))
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)

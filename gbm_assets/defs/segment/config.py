@@ -21,6 +21,9 @@ class UNetSettings(dg.Config):
     """channels_last memory format; None = on with CUDA, off on CPU."""
     threads: int = 0
     """torch threads while training; 0 = torch's default."""
+    num_workers: int = 0
+    """DataLoader worker processes reading slice batches from disk (0: the training process reads them; on a
+    GPU 2-4 keep it fed). Batches, augmentation and weights do not depend on it."""
     training_cohorts: list[str] = []
     """Cohorts of training_splits whose patients train the model; empty = every cohort it lists."""
 

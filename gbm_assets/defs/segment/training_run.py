@@ -56,7 +56,8 @@ def train_and_log(
     require_trainable(data)
     cfg = TrainConfig(base=config.base, epochs=config.epochs, batch_size=config.batch_size, lr=config.learning_rate,
                       seed=config.seed, augment=config.augment, progress=True, schedule=config.schedule,
-                      compile=config.compile, channels_last=config.channels_last, threads=config.threads)  # fmt: skip
+                      compile=config.compile, channels_last=config.channels_last, threads=config.threads,
+                      num_workers=config.num_workers)  # fmt: skip
     in_channels = data.x["train"].shape[1]
     arch = architecture(in_channels, cfg.base, cfg.dropout)
     uri = mlflow_resource.store().tracking_uri

@@ -10,6 +10,7 @@ Row r of every array is the same axial slice; H runs along RAS X (left->right), 
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -122,6 +123,13 @@ def _write_all_atomic(out_dir: Path, names: list[str], fill, tmp: dict[str, Path
     write_atomic(out_dir / name, lambda path: _write_all_atomic(out_dir, names, fill, {**tmp, name: path}))
 
 
+def _pwrite_all(fd: int, data: np.ndarray, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
 def write_slice_arrays(
     out_dir: Path,
     patients: Iterable[tuple[str, str, PreprocessedPatient | Path, str]],
@@ -130,7 +138,8 @@ def write_slice_arrays(
     """Write the slice arrays (see module docstring) and return their index.
 
     Two passes: the first reads only labels and brain masks to choose slices and count rows, the
-    second fills arrays opened with `numpy.lib.format.open_memmap`, one patient at a time. Pass a
+    second writes each patient's rows at their offsets in files laid out by
+    `numpy.lib.format.open_memmap`, one patient at a time (memory: one patient). Pass a
     folder written by `save_preprocessed` as the patient to keep the cohort out of memory. Each
     array is written under a temporary name and moved into place when complete.
 
@@ -183,18 +192,31 @@ def write_slice_arrays(
     shapes["y.npy"] = ((n, h, w), np.uint8)
 
     def fill(tmp: dict[str, Path]) -> None:
-        arrays = {name: np.lib.format.open_memmap(tmp[name], mode="w+", dtype=dt, shape=sh) for name, (sh, dt) in shapes.items()}
-        row = 0
-        for plan in plans:
-            patient = plan.source if isinstance(plan.source, PreprocessedPatient) else load_preprocessed(plan.source)
-            rows = slice(row, row + plan.z.size)
-            for i in config.inputs:
-                channels = [patient.sequences.index(s) for s in MODEL_INPUTS[i]]
-                arrays[f"{i}_x.npy"][rows] = patient.images[channels][..., plan.z].transpose(3, 0, 1, 2)
-            arrays["y.npy"][rows] = patient.labels[..., plan.z].transpose(2, 0, 1)
-            row += plan.z.size
-        for arr in arrays.values():
-            arr.flush()
+        # open_memmap writes each header and sizes the file; rows then go in with positional writes,
+        # so written pages sit in the kernel's cache, not in this process's RSS (a written page of a
+        # mapping stays resident in it): memory stays one patient whatever the cohort size
+        offsets = {}
+        for name, (sh, dt) in shapes.items():
+            header = np.lib.format.open_memmap(tmp[name], mode="w+", dtype=dt, shape=sh)
+            offsets[name] = int(header.offset)
+            del header
+        fds = {name: os.open(tmp[name], os.O_WRONLY) for name in shapes}
+        try:
+            row = 0
+            for plan in plans:
+                patient = plan.source if isinstance(plan.source, PreprocessedPatient) else load_preprocessed(plan.source)
+                blocks = {f"{i}_x.npy": patient.images[[patient.sequences.index(s) for s in MODEL_INPUTS[i]]][..., plan.z].transpose(3, 0, 1, 2)
+                          for i in config.inputs}  # fmt: skip
+                blocks["y.npy"] = patient.labels[..., plan.z].transpose(2, 0, 1)
+                for name, block in blocks.items():
+                    sh, dt = shapes[name]
+                    _pwrite_all(fds[name], np.ascontiguousarray(block, dtype=dt), offsets[name] + row * int(np.prod(sh[1:])) * np.dtype(dt).itemsize)
+                row += plan.z.size
+            for fd in fds.values():
+                os.fsync(fd)  # as the memmap's flush did: on disk before the rename
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
     _write_all_atomic(out_dir, list(shapes), fill)
 

@@ -1,14 +1,20 @@
-"""Load training slices of one model input for a list of patients, split by split.
+"""Training slices of one model input for a list of patients, split by split, read lazily.
 
 Reads what the `training_slices` asset wrote under the data root:
-`volumes/training_slices/<cohort>/<input>_x.npy`, `y.npy` (memory-mapped) and the Parquet index.
-Only the rows of the listed patients in the requested splits are copied into memory.
+`volumes/training_slices/<cohort>/<input>_x.npy`, `y.npy` and the Parquet index. Nothing but
+the index is loaded up front: each split is a `SliceRows` view, an index of (cohort file, row)
+pairs whose rows are read from disk when a batch asks for them. Memory therefore stays at a few
+batches whatever the number of patients (issue 10); the old eager copy needed every slice of
+every cohort in RAM, twice at the concatenation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,32 +22,151 @@ import pandas as pd
 from gbm_assets.lib.store.paths import DataRoot
 from gbm_assets.lib.store.tables import read_parquet
 
+CHUNK_ROWS = 512
+"""Rows per read when a whole view is scanned (`iter_chunks`, `np.asarray(view)`)."""
+
+
+def _close_all(fds: dict[int, int]) -> None:
+    for fd in fds.values():
+        os.close(fd)
+    fds.clear()
+
+
+class SliceRows:
+    """Rows of several .npy files seen as one (N, ...) array; rows are read only when indexed.
+
+    Row i of the view is row `rows[k][j]` of file k, files in the given order. Indexing with an
+    int, a slice, a bool mask or an int array (any order) returns a fresh numpy array: float32
+    for `kind="x"`, bool (label > 0) for `kind="y"`, as the eager loader returned. Headers are
+    read with `np.load(mmap_mode="r")`; rows are read with positional reads (`os.preadv`) into
+    the output, so the process never maps the files: touched pages of a memmap count in its RSS,
+    while the kernel's page cache does not. Open descriptors are per process and not pickled,
+    so a view travels to DataLoader workers (fork or spawn) and reopens its files there.
+
+    Raises (at construction):
+        ValueError: files whose trailing shapes differ (e.g. cohorts of another in-plane size),
+            or a file that is not C-ordered (the message names the files).
+    """
+
+    def __init__(self, parts: Sequence[tuple[Path, np.ndarray]], kind: str = "x"):
+        if kind not in ("x", "y"):
+            raise ValueError(f"kind must be 'x' or 'y', got {kind!r}")
+        self.kind, self.paths = kind, [Path(p) for p, _ in parts]
+        self.rows = [np.asarray(r, dtype=np.int64) for _, r in parts]
+        self._offsets, self._file_dtype, tail = [], None, None
+        for path, rows in zip(self.paths, self.rows):
+            header = np.load(path, mmap_mode="r")
+            if header.ndim < 1 or not header.flags.c_contiguous:
+                raise ValueError(f"{path}: expected a C-ordered (N, ...) array")
+            if tail is not None and (header.shape[1:], header.dtype) != (tail, self._file_dtype):
+                raise ValueError(f"{path} holds rows of shape {header.shape[1:]} ({header.dtype}); "
+                                 f"{self.paths[0]} holds {tail} ({self._file_dtype}): cohorts must share one in-plane size")  # fmt: skip
+            if rows.size and (rows.min() < 0 or rows.max() >= header.shape[0]):
+                raise ValueError(f"{path} has {header.shape[0]} rows; the index asks for row {int(rows.max())}")
+            tail, self._file_dtype = header.shape[1:], header.dtype
+            self._offsets.append(int(header.offset))
+            del header  # unmapped: only the header was needed
+        self._starts = np.cumsum([0] + [len(r) for r in self.rows])
+        self.shape = (int(self._starts[-1]), *(tail or (0,)))
+        self.dtype = np.dtype(np.float32 if kind == "x" else bool)
+        self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * (self._file_dtype or np.dtype(np.uint8)).itemsize
+        self._fds: dict[int, int] = {}
+        weakref.finalize(self, _close_all, self._fds)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_fds"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._fds = {}
+        weakref.finalize(self, _close_all, self._fds)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def _positions(self, key) -> np.ndarray:
+        n = len(self)
+        if isinstance(key, slice):
+            return np.arange(*key.indices(n), dtype=np.int64)
+        pos = np.asarray(key)
+        if pos.dtype == bool:
+            if pos.shape != (n,):
+                raise IndexError(f"boolean index of shape {pos.shape} for {n} rows")
+            return np.flatnonzero(pos)
+        if pos.ndim != 1 or (pos.size and not np.issubdtype(pos.dtype, np.integer)):
+            raise IndexError(f"index rows with an int, a slice, a bool mask or a 1-D int array, got {key!r:.80}")
+        pos = pos.astype(np.int64)
+        if pos.size and (pos.min() < -n or pos.max() >= n):
+            raise IndexError(f"row index out of range for {n} rows")
+        return np.where(pos < 0, pos + n, pos)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):  # rows first, then numpy indexing of the gathered rows
+            return self[key[0]][(slice(None), *key[1:])]
+        if isinstance(key, (int, np.integer)):
+            return self[np.array([key])][0]
+        pos = self._positions(key)
+        raw = np.empty((len(pos), *self.shape[1:]), self._file_dtype or np.uint8)
+        part = np.searchsorted(self._starts, pos, side="right") - 1
+        for k in np.unique(part):
+            at = np.flatnonzero(part == k)
+            self._read(int(k), self.rows[k][pos[at] - self._starts[k]], raw, at)
+        return raw > 0 if self.kind == "y" else np.asarray(raw, dtype=np.float32)
+
+    def _read(self, k: int, file_rows: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
+        fd = self._fds.get(k)
+        if fd is None:
+            fd = self._fds[k] = os.open(self.paths[k], os.O_RDONLY)
+        for row, dest in zip(file_rows.tolist(), at.tolist()):
+            got = os.preadv(fd, [memoryview(out[dest:dest + 1]).cast("B")], self._offsets[k] + row * self._row_bytes)
+            if got != self._row_bytes:
+                raise OSError(f"{self.paths[k]}: row {row} is truncated ({got} of {self._row_bytes} bytes)")
+
+
+def iter_chunks(rows: SliceRows | np.ndarray, chunk: int = CHUNK_ROWS) -> Iterator[np.ndarray]:
+    """Consecutive blocks of `chunk` rows (a full scan in bounded memory)."""
+    for start in range(0, len(rows), chunk):
+        yield rows[start:start + chunk]
+
 
 @dataclass
 class SliceData:
     """Slices of one input, per split.
 
     Attributes:
-        x: split -> (N, C, H, W) float32 inputs.
-        y: split -> (N, H, W) bool whole-tumour masks.
+        x: split -> (N, C, H, W) float32 inputs, a lazy `SliceRows` view (indexing reads rows).
+        y: split -> (N, H, W) bool whole-tumour masks, likewise.
         index: split -> DataFrame (cohort, patient_id, slice, row, lesion_area_mm2, split), row-aligned.
     A split without rows is absent from the three dicts.
     """
 
-    x: dict[str, np.ndarray] = field(default_factory=dict)
-    y: dict[str, np.ndarray] = field(default_factory=dict)
+    x: dict[str, SliceRows] = field(default_factory=dict)
+    y: dict[str, SliceRows] = field(default_factory=dict)
     index: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def load_slice_data(root: DataRoot, patients: pd.DataFrame, input_name: str, splits: Sequence[str] = ("train", "validation")) -> SliceData:
-    """The slices of `patients` (columns cohort, patient_id, split), in the requested splits.
+    """The slices of `patients` (columns cohort, patient_id, split), in the requested splits, as lazy views.
 
     The split comes from `patients` (the `training_splits` table), not from the cohort's index.
     Order: cohorts sorted by name, then the cohort's array rows in order (as `training_slices`
-    wrote them). An empty `patients` gives an empty SliceData.
+    wrote them). Only the Parquet indexes are read here. An empty `patients` gives an empty SliceData.
 
     Raises:
         FileNotFoundError: a cohort's arrays or index are missing (the message names the file).
+        ValueError: cohorts whose slices differ in shape (the message names the files).
     """
     parts: dict[str, list] = {s: [] for s in splits}
     wanted = patients[patients["split"].isin(list(splits))]
@@ -56,27 +181,26 @@ def load_slice_data(root: DataRoot, patients: pd.DataFrame, input_name: str, spl
         index = read_parquet(index_path)
         index = index[index["patient_id"].isin(split_of.index)]
         index = index.assign(split=index["patient_id"].map(split_of))
-        x, y = np.load(x_path, mmap_mode="r"), np.load(y_path, mmap_mode="r")
         for split in splits:
             rows = index[index["split"] == split].sort_values("row")
-            if rows.empty:
-                continue
-            take = rows["row"].to_numpy()
-            parts[split].append((np.asarray(x[take], dtype=np.float32), np.asarray(y[take]) > 0, rows.reset_index(drop=True)))
+            if not rows.empty:
+                parts[split].append((x_path, y_path, rows.reset_index(drop=True)))
     data = SliceData()
     for split, chunks in parts.items():
         if chunks:
-            data.x[split] = np.concatenate([c[0] for c in chunks])
-            data.y[split] = np.concatenate([c[1] for c in chunks])
-            data.index[split] = pd.concat([c[2] for c in chunks], ignore_index=True)
+            data.x[split] = SliceRows([(x, c["row"].to_numpy()) for x, _, c in chunks], "x")
+            data.y[split] = SliceRows([(y, c["row"].to_numpy()) for _, y, c in chunks], "y")
+            data.index[split] = pd.concat([c for _, _, c in chunks], ignore_index=True)
     return data
 
 
 def require_trainable(data: SliceData, min_slices: int = 2) -> None:
-    """Raise ValueError unless train and validation hold >= `min_slices` slices each and train has lesion pixels."""
+    """Raise ValueError unless train and validation hold >= `min_slices` slices each and train has lesion pixels.
+
+    The lesion scan reads the training masks in chunks and stops at the first lesion pixel."""
     for split in ("train", "validation"):
         n = len(data.x[split]) if split in data.x else 0
         if n < min_slices:
             raise ValueError(f"the {split} split has {n} slices; need at least {min_slices}")
-    if not data.y["train"].any():
+    if not any(chunk.any() for chunk in iter_chunks(data.y["train"])):
         raise ValueError("the training slices contain no lesion pixels")

@@ -5,6 +5,7 @@ the confusion counts of every training slice in a split, as the study reports th
 HD95 are per patient, on the whole preprocessed volume (every axial slice predicted, then the
 same post-processing `lesion_masks` applies), averaged over the split's patients. The
 empty-mask policy of `metrics.volume_metrics` applies and one-sided empty cases are counted.
+Evaluation streams patients (issue 10): memory does not grow with the number of patients.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from gbm_assets.lib.masks.postprocess import (
     PostprocessSettings,
     postprocess_mask,
 )
-from gbm_assets.lib.preprocess.splits import SPLITS
 from gbm_assets.lib.preprocess.volumes import PreprocessedPatient
 from gbm_assets.lib.segment.dataset import SliceData
-from gbm_assets.lib.segment.figures import split_pictures
+from gbm_assets.lib.segment.figures import picture_rows, split_pictures
 from gbm_assets.lib.segment.inference import predict_volume
 from gbm_assets.lib.segment.metrics import (
     confusion_counts,
@@ -34,39 +34,6 @@ from gbm_assets.lib.segment.unet import UNet
 
 METRIC_COLUMNS = ["sequence", "split", "metric", "value"]
 PATIENT_COLUMNS = ["sequence", "split", "cohort", "patient_id", "dice_3d", "hd95_mm", "pred_empty", "truth_empty"]
-
-
-def pixel_metric_rows(sequence: str, prob: np.ndarray, truth: np.ndarray, index: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
-    """The study's pixel metrics per split, pooling every slice of the split.
-
-    Args:
-        sequence: the model's input name (written to every row).
-        prob: (N, H, W) predicted probabilities, row-aligned with `index`.
-        truth: (N, H, W) bool whole-tumour ground truth.
-        index: slice index with a `split` column (row i <-> prob[i]).
-        threshold: probability above which a pixel is lesion.
-
-    Returns:
-        long rows (sequence, split, metric, value); a split with no slices has none.
-    """
-    pred, splits = prob > threshold, index["split"].to_numpy()
-    rows = []
-    for split in SPLITS:
-        sel = np.flatnonzero(splits == split)
-        if sel.size:
-            rows += [(sequence, split, k, v) for k, v in pixel_metrics(*confusion_counts(pred[sel], truth[sel])).items()]
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
-
-
-def slice_probabilities(index: pd.DataFrame, volumes: dict[tuple[str, str], np.ndarray]) -> np.ndarray:
-    """(N, H, W) probabilities of the indexed slices, read from predicted (H, W, Z) volumes.
-
-    index: rows with cohort, patient_id and slice (the volume's z); volumes: (cohort, patient_id) ->
-    (H, W, Z) probabilities. An empty index gives (0, 0, 0).
-    """
-    if index.empty:
-        return np.zeros((0, 0, 0), np.float32)
-    return np.stack([volumes[(c, p)][..., z] for c, p, z in index[["cohort", "patient_id", "slice"]].itertuples(index=False)])
 
 
 def volume_metric_rows(per_patient: pd.DataFrame) -> pd.DataFrame:
@@ -116,34 +83,55 @@ def evaluate_model(
     model: UNet, input_name: str, data: SliceData, load_patient: Callable[[str, str], PreprocessedPatient],
     settings: PostprocessSettings = POSTPROCESS, batch_size: int = 64,
 ) -> Evaluation:
-    """Metrics of `model` on every split present in `data`, plus pictures per split.
+    """Metrics of `model` on every split present in `data`, plus pictures per split, one patient at a time.
 
     Each split patient's whole preprocessed volume (`load_patient(cohort, patient_id)`) is
-    predicted once, `batch_size` slices per pass. Pixel metrics read those predictions at the
-    split's training slices (the training arrays are the same preprocessed slices); 3D metrics
-    post-process the volumes with `settings`, as `lesion_masks` does. Whether to keep only the
-    largest component is decided on the validation patients (never on test).
+    predicted once, `batch_size` slices per pass, and dropped after its numbers are taken: pixel
+    confusion counts at the patient's training slices (the training arrays are the same
+    preprocessed slices; counts add up exactly to the split's pooled counts) and its 3D metrics,
+    post-processed with `settings` as `lesion_masks` does. Validation patients go first: they
+    decide whether to keep only the largest component (never test), so the other splits are
+    post-processed once. Memory holds one patient's volumes plus the few slices the pictures
+    draw, whatever the number of patients; rows come out in the splits' order in `data`.
     """
-    pixel, predicted, pictures = [], {}, {}
-    for split in data.x:
-        index = data.index[split]
-        patients = index[["cohort", "patient_id"]].drop_duplicates().itertuples(index=False)
-        predicted[split] = [(c, p, patient, predict_volume(model, patient, input_name, batch_size)) for c, p in patients for patient in [load_patient(c, p)]]
-        prob = slice_probabilities(index, {(c, p): vol for c, p, _, vol in predicted[split]})
-        pixel.append(pixel_metric_rows(input_name, prob, data.y[split], index, settings.threshold))
-        grid, gif = split_pictures(index, data.x[split], data.y[split], prob > settings.threshold)
-        pictures[f"{split}_overlay.png"], pictures[f"{split}_slices.gif"] = grid, gif
-
-    def rows(split: str, keep_largest: bool) -> list[tuple]:
-        return [patient_volume_row(input_name, split, cohort, pid,
-                                   postprocess_mask(prob, patient.spacing, settings.threshold, settings.min_component_mm3, keep_largest),
-                                   patient.labels > 0, patient.spacing)
-                for cohort, pid, patient, prob in predicted[split]]  # fmt: skip
-
+    splits = list(data.index)
+    pixel: dict[str, pd.DataFrame] = {}
+    volume_rows: dict[str, list[tuple]] = {}
+    pictures: dict[str, bytes] = {}
     choice = {"keep_largest": False, "val_dice_all_components": float("nan"), "val_dice_largest_component": float("nan")}
-    if predicted.get("validation"):
-        dice = {k: float(np.mean([r[4] for r in rows("validation", k)])) for k in (False, True)}
-        choice = {"keep_largest": bool(dice[True] > dice[False]), "val_dice_all_components": dice[False], "val_dice_largest_component": dice[True]}
-    per_patient = pd.DataFrame([r for split in predicted for r in rows(split, choice["keep_largest"])], columns=PATIENT_COLUMNS)
-    metrics = pd.concat([*pixel, volume_metric_rows(per_patient)], ignore_index=True)
+    for split in sorted(splits, key=lambda s: s != "validation"):
+        index = data.index[split]
+        shown = set(np.concatenate(picture_rows(index)).tolist())
+        kept_pred: dict[int, np.ndarray] = {}
+        counts = np.zeros(4, dtype=object)  # Python ints: no overflow over a cohort
+        both: list[dict[bool, tuple]] = []  # per patient: keep_largest -> its row (both settings on validation)
+        positions = index.groupby(["cohort", "patient_id"], sort=False).indices
+        for cohort, pid in index[["cohort", "patient_id"]].drop_duplicates().itertuples(index=False):
+            patient = load_patient(cohort, pid)
+            prob = predict_volume(model, patient, input_name, batch_size)
+            at = np.sort(positions[(cohort, pid)])
+            pred = np.moveaxis(prob[..., index["slice"].to_numpy()[at]], -1, 0) > settings.threshold
+            counts += np.array(confusion_counts(pred, data.y[split][at]), dtype=object)
+            kept_pred.update((int(a), p) for a, p in zip(at, pred) if a in shown)
+            truth = patient.labels > 0
+            variants = (False, True) if split == "validation" else (choice["keep_largest"],)
+            rows = {k: patient_volume_row(input_name, split, cohort, pid,
+                                          postprocess_mask(prob, patient.spacing, settings.threshold, settings.min_component_mm3, k),
+                                          truth, patient.spacing) for k in variants}  # fmt: skip
+            both.append(rows)
+            del patient, prob
+        if split == "validation" and both:
+            dice = {k: float(np.mean([r[k][4] for r in both])) for k in (False, True)}
+            choice = {"keep_largest": bool(dice[True] > dice[False]), "val_dice_all_components": dice[False], "val_dice_largest_component": dice[True]}
+        volume_rows[split] = [r[choice["keep_largest"]] for r in both]
+        pixel[split] = pd.DataFrame([(input_name, split, k, v) for k, v in pixel_metrics(*(int(c) for c in counts)).items()],
+                                    columns=METRIC_COLUMNS)  # fmt: skip
+
+        def take(at: np.ndarray, split: str = split, kept: dict = kept_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return data.x[split][at][:, 0], data.y[split][at], np.stack([kept[int(a)] for a in at])
+
+        pictures[f"{split}_overlay.png"], pictures[f"{split}_slices.gif"] = split_pictures(index, take)
+    per_patient = pd.DataFrame([r for split in splits for r in volume_rows[split]], columns=PATIENT_COLUMNS)
+    metrics = pd.concat([*(pixel[s] for s in splits), volume_metric_rows(per_patient)], ignore_index=True)
+    pictures = {f"{s}_{name}": pictures[f"{s}_{name}"] for s in splits for name in ("overlay.png", "slices.gif")}
     return Evaluation(metrics.sort_values(["split", "metric"], ignore_index=True), per_patient, pictures, choice)

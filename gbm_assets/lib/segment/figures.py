@@ -5,6 +5,8 @@ Every function returns PNG (through `lib/store/figures.figure_png`) or GIF bytes
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -97,15 +99,22 @@ def training_curves_png(history: list[dict]) -> bytes:
     return _png(fig)
 
 
-def split_pictures(index: pd.DataFrame, x: np.ndarray, truth: np.ndarray, pred: np.ndarray, channel: int = 0) -> tuple[bytes, bytes]:
-    """(overlay grid PNG, slices GIF) of one split.
+def picture_rows(index: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in `index` that `split_pictures` draws: (grid rows, GIF rows).
 
     The grid shows the slice with the largest lesion of up to four patients; the GIF runs across
-    every slice of the first of them. index: row-aligned with x (N, C, H, W), truth and pred
-    (N, H, W) bool; N >= 1.
-    """
+    every slice of the first of them. index: a split's slice index (RangeIndex), >= 1 row. Known
+    from the index alone, so a streamed evaluation keeps only these rows' predictions."""
     order = index.sort_values("lesion_area_mm2", ascending=False).drop_duplicates("patient_id").head(4).index.to_numpy()
-    grid = overlay_grid_png(x[order, channel], truth[order], pred[order], [f"{index.patient_id[i]} z{index.slice[i]}" for i in order])
     first = index.patient_id.iloc[order[0]] if len(order) else index.patient_id.iloc[0]
-    rows = index[index.patient_id == first].sort_values("slice").index.to_numpy()
-    return grid, slices_gif(x[rows, channel], truth[rows], pred[rows], slice_numbers=[int(z) for z in index.slice[rows]])
+    return order, index[index.patient_id == first].sort_values("slice").index.to_numpy()
+
+
+def split_pictures(index: pd.DataFrame, take: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[bytes, bytes]:
+    """(overlay grid PNG, slices GIF) of one split, drawing the rows `picture_rows(index)` names.
+
+    take(positions) -> (images, truth, pred), each (K, H, W) for those rows of the split (image:
+    the first channel; truth, pred: bool)."""
+    grid_rows, gif_rows = picture_rows(index)
+    grid = overlay_grid_png(*take(grid_rows), [f"{index.patient_id[i]} z{index.slice[i]}" for i in grid_rows])
+    return grid, slices_gif(*take(gif_rows), slice_numbers=[int(z) for z in index.slice[gif_rows]])

@@ -3,15 +3,19 @@
 Shared by the trainer (`train.py`) and inference. No orchestrator, no global state beyond the
 torch thread count, which `torch_threads` sets and restores.
 
-Batches come either from numpy arrays (memmaps welcome) through a `DataLoader` (pinned memory
-on CUDA, `num_workers` processes prefetching), or from tensors already on the device
-(`DeviceSlices`), which removes host-to-device copies from the loop altogether.
+Batches come either from numpy arrays or lazy `SliceRows` views (lib/segment/dataset: rows read
+from disk per batch) through a `DataLoader` (pinned memory on CUDA, `num_workers` processes
+prefetching), or from tensors already on the device (`DeviceSlices`), which removes
+host-to-device copies from the loop altogether.
+
+`seeded_run` makes a training reproducible: same seed, thread count and machine, same weights.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import random
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +30,7 @@ __all__ = [
     "predict_slices",
     "resolve_device",
     "resolve_switch",
+    "seeded_run",
     "torch_threads",
 ]
 
@@ -62,6 +67,40 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def seeded_run(seed: int, cuda_devices: Sequence[int] = ()) -> Iterator[None]:
+    """Seed torch, numpy's and Python's global RNGs and turn on deterministic algorithms for the block.
+
+    Every global state touched is restored afterwards (torch's RNG through `torch.random.fork_rng`,
+    the legacy numpy and `random` states, the deterministic-algorithms flag), so a caller's own
+    random streams do not depend on whether it trained. Deterministic algorithms only warn where an
+    op has no deterministic implementation (`warn_only=True`); on CPU they change no result.
+    """
+    np_state, py_state = np.random.get_state(), random.getstate()
+    was_deterministic, was_warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    with torch.random.fork_rng(devices=list(cuda_devices)):
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: numpy's and Python's RNGs in a worker follow torch's worker seed.
+
+    torch seeds each worker with base_seed + worker_id, base_seed drawn from the (seeded) torch RNG,
+    so a worker that ever draws a random number draws the same one in every run."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
@@ -81,7 +120,7 @@ def compiled_logits(model: UNet, enabled: bool, mode: str = "default") -> Callab
 
 
 class _Batches(torch.utils.data.Dataset):
-    """Batch i = rows `batches[i]` of x (and y), read from (memmapped) arrays as float32 tensors."""
+    """Batch i = rows `batches[i]` of x (and y), read from arrays or lazy views as float32 tensors."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray | None, batches: list[np.ndarray]):
         self.x, self.y, self.batches = x, y, batches
@@ -104,12 +143,16 @@ class DeviceSlices:
     x: (N, C, H, W) float32 on the device; y: (N, 1, H, W) uint8 (or None).
     """
 
-    def __init__(self, x: np.ndarray, y: np.ndarray | None, device: torch.device):
-        self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-        self.y = None
-        if y is not None:
-            y8 = np.ascontiguousarray(np.asarray(y).reshape(len(x), 1, *x.shape[-2:]), dtype=np.uint8)
-            self.y = torch.from_numpy(y8).to(device)
+    def __init__(self, x: np.ndarray, y: np.ndarray | None, device: torch.device, chunk: int = 512):
+        """Copied `chunk` rows at a time: host memory holds one chunk, never the whole array (x may be lazy)."""
+        self.x = torch.empty((len(x), *x.shape[1:]), dtype=torch.float32, device=device)
+        self.y = None if y is None else torch.empty((len(x), 1, *x.shape[-2:]), dtype=torch.uint8, device=device)
+        for start in range(0, len(x), chunk):
+            stop = min(start + chunk, len(x))
+            self.x[start:stop] = torch.from_numpy(np.ascontiguousarray(x[start:stop], dtype=np.float32))
+            if y is not None:
+                y8 = np.asarray(y[start:stop]).reshape(stop - start, 1, *x.shape[-2:]).astype(np.uint8)
+                self.y[start:stop] = torch.from_numpy(y8)
 
     @staticmethod
     def fits(x: np.ndarray, device: torch.device) -> bool:
@@ -135,8 +178,10 @@ def batch_source(x, y, batches: list[np.ndarray], workers: int, device: torch.de
     if on_device is not None:
         yield from on_device.batches(batches)
         return
-    loader = torch.utils.data.DataLoader(_Batches(x, y, batches), batch_size=None, shuffle=False,
-                                         num_workers=workers, pin_memory=device.type == "cuda")  # fmt: skip
+    # no `generator`: each loader draws its workers' base seed from the global torch RNG (seeded by
+    # the trainer), as it always did, so batches, dropout and weights stay those of earlier versions
+    loader = torch.utils.data.DataLoader(_Batches(x, y, batches), batch_size=None, shuffle=False, num_workers=workers,
+                                         pin_memory=device.type == "cuda", worker_init_fn=seed_worker if workers else None)  # fmt: skip
     for xb, yb in loader:
         yield xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
 

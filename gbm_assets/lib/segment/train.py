@@ -8,9 +8,11 @@ Devices: CUDA with bf16 autocast when available (`device="auto"`), CPU float32 o
 CUDA by default (each a `TrainConfig` switch): `torch.compile`, channels_last, fused Adam, the
 slice arrays copied to the GPU once when they fit (else pinned, prefetched batches), and no
 host-device sync inside an epoch (losses and validation Dice accumulate on the device).
-On CPU a run is deterministic given `seed` (same torch build and thread count): the global torch
-RNG is seeded inside `torch.random.fork_rng` (the caller's RNG state is restored afterwards) and
-batch order and augmentation come from one `numpy.random.Generator`.
+A run is deterministic given `seed` (same torch build, thread count and machine): torch, numpy
+and Python are seeded and deterministic algorithms are on inside `runtime.seeded_run` (the
+caller's RNG states are restored afterwards), and batch order and augmentation come from one
+`numpy.random.Generator`. Slice arrays may be lazy `SliceRows` views (lib/segment/dataset): only
+the rows of a batch are ever in memory, whatever the number of patients.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from gbm_assets.lib.segment.runtime import (
     predict_slices,
     resolve_device,
     resolve_switch,
+    seeded_run,
     torch_threads,
 )
 from gbm_assets.lib.segment.unet import UNet
@@ -192,7 +195,7 @@ def train_unet(
     Validation loss is `bce_dice_loss` averaged over batches, weighted by batch size.
 
     Args:
-        train_x: (N, C, H, W) float32 (any real dtype, read per batch; memmaps are not copied).
+        train_x: (N, C, H, W) float32 (any real dtype, read per batch; memmaps and `SliceRows` are not copied).
         train_y: (N, H, W) or (N, 1, H, W) bool / uint8 masks, 1 = lesion.
         val_x: (M, C, H, W), as train_x.
         val_y: (M, H, W) or (M, 1, H, W), as train_y.
@@ -223,8 +226,7 @@ def _train(train_x, train_y, val_x, val_y, config: TrainConfig, on_epoch) -> Tra
         on_device = DeviceSlices.fits(train_x, device) and DeviceSlices.fits(val_x, device)
     train_src = DeviceSlices(train_x, train_y, device) if on_device else None
     val_src = DeviceSlices(val_x, val_y, device) if on_device else None
-    with torch.random.fork_rng(devices=cuda_devices):
-        torch.manual_seed(config.seed)
+    with seeded_run(config.seed, cuda_devices):
         model = UNet(train_x.shape[1], config.base, config.dropout).to(device, memory_format=fmt)
         forward = compiled_logits(model, resolve_switch(config.compile, device), config.compile_mode)
         fused = resolve_switch(config.fused_adam, device)

@@ -119,3 +119,21 @@ def test_bad_shapes_are_refused(x_shape, y_shape):
     good_x, good_y = np.zeros((4, 1, 32, 32), np.float32), np.zeros((4, 32, 32), np.uint8)
     with pytest.raises(ValueError):
         train_unet(x, y, good_x, good_y, TrainConfig(base=4, epochs=1, device="cpu"))
+
+
+def test_same_seed_same_weights_and_the_callers_random_state_is_kept(data):
+    import random
+
+    config = TrainConfig(base=4, epochs=2, batch_size=8, lr=1e-2, seed=11, augment=True, device="cpu", threads=1)
+    np.random.seed(5)
+    random.seed(5)
+    expected_np, expected_py = np.random.random(), random.random()
+    np.random.seed(5)
+    random.seed(5)
+    runs = [train_unet(*data, config) for _ in range(2)]
+    assert runs[0].best_state.keys() == runs[1].best_state.keys()
+    assert all(torch.equal(runs[0].best_state[k], runs[1].best_state[k]) for k in runs[0].best_state)
+    assert np.random.random() == expected_np and random.random() == expected_py  # the caller's streams go on untouched
+    assert not torch.are_deterministic_algorithms_enabled()  # switched on for training only
+    other = train_unet(*data, replace(config, seed=12))
+    assert not all(torch.equal(other.best_state[k], v) for k, v in runs[0].best_state.items())
