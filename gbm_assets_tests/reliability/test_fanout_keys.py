@@ -93,8 +93,10 @@ def test_pool_equals_in_process_and_reruns_reuse_unchanged_patients(tmp_path, mo
     # same bytes come out, so the masks' keys still match and every mask is reused from the copy's records
     before = _files(copy)
     shutil.rmtree(copy / "results" / "preprocessed_volumes")
-    result = _run(copy, instance, "c", workers=2, selection=["preprocessed_volumes"])
+    # lesion_masks downloads the champion from the copy's own MLflow store (relocated on open)
+    result = _run(copy, instance, "c", workers=2, selection=["preprocessed_volumes", "lesion_masks"])
     assert _counts(result, "preprocessed_volumes") == (0, 3) and _files(copy) == before
+    assert _counts(result, "lesion_masks") == (3, 0)
     table = pd.read_parquet(copy / "tables" / "preprocessed_volumes" / "c.parquet")
     assert table["dir"].tolist() == [f"volumes/preprocessed/c/P00{i}" for i in range(3)]
 

@@ -10,17 +10,21 @@ fluent calls that have no client form (`mlflow.start_run`, `mlflow.<flavor>.log_
 both MLflow's URI and `$MLFLOW_TRACKING_URI` afterwards.
 
 Default store: `sqlite:///<data root>/mlflow.db` with artifacts in `<data root>/mlartifacts/`.
+MLflow records artifact locations as absolute `file://` URIs, so a data root that was copied,
+moved or mounted elsewhere still points at the old root's artifacts; opening the store
+(`TrackingStore.for_data_root`) rewrites those prefixes to the current root (`relocate_artifacts`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from gbm_assets.lib.store.relocate import relocate_artifacts, store_lock
 
 CHAMPION = "champion"
 
@@ -63,10 +67,28 @@ class TrackingStore:
     lock_dir: Path
 
     @classmethod
-    def for_data_root(cls, root: Path, tracking_uri: str | None = None) -> TrackingStore:
-        """The store of a data root: `sqlite:///<root>/mlflow.db` unless `tracking_uri` names another."""
+    def for_data_root(
+        cls, root: Path, tracking_uri: str | None = None
+    ) -> TrackingStore:
+        """The store of a data root: `sqlite:///<root>/mlflow.db` unless `tracking_uri` names another.
+
+        The root's own SQLite store is relocated to this root first (`relocate_artifacts`), so a
+        copied or moved root reads its own artifacts; a store named by `tracking_uri` is left alone.
+        """
         root = Path(root).resolve()
-        return cls(tracking_uri or f"sqlite:///{root / 'mlflow.db'}", root / "mlartifacts", root)
+        own_uri = f"sqlite:///{root / 'mlflow.db'}"
+        store = cls(tracking_uri or own_uri, root / "mlartifacts", root)
+        if store.tracking_uri == own_uri:
+            store.relocate()
+        return store
+
+    def relocate(self) -> dict[str, int]:
+        """Point this SQLite store's recorded artifact locations at `artifact_root` (`relocate.py`)."""
+        return relocate_artifacts(
+            Path(self.tracking_uri.removeprefix("sqlite:///")),
+            self.artifact_root,
+            self.lock_dir,
+        )
 
 
 def ensure_experiment(store: TrackingStore, name: str) -> str:
@@ -77,19 +99,21 @@ def ensure_experiment(store: TrackingStore, name: str) -> str:
     """
     from mlflow import MlflowClient
 
-    store.lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(store.lock_dir / ".mlflow.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with store_lock(store.lock_dir):
         client = MlflowClient(store.tracking_uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
         store.artifact_root.mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(name, artifact_location=store.artifact_root.as_uri() + f"/{name}")
+        return client.create_experiment(
+            name, artifact_location=store.artifact_root.as_uri() + f"/{name}"
+        )
 
 
 @contextmanager
-def tracked_run(store: TrackingStore, experiment: str, run_name: str, tags: Mapping[str, str]) -> Iterator[object]:
+def tracked_run(
+    store: TrackingStore, experiment: str, run_name: str, tags: Mapping[str, str]
+) -> Iterator[object]:
     """Start one MLflow run in `experiment`, tagged with `tags`; yields the active run.
 
     Inside the block the fluent API (`mlflow.log_*`, `mlflow.<flavor>.log_model`) writes to `store`.
@@ -97,11 +121,22 @@ def tracked_run(store: TrackingStore, experiment: str, run_name: str, tags: Mapp
     import mlflow
 
     experiment_id = ensure_experiment(store, experiment)
-    with using_tracking_uri(store.tracking_uri), mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+    with (
+        using_tracking_uri(store.tracking_uri),
+        mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=dict(tags)
+        ) as run,
+    ):
         yield run
 
 
-def log_metric_history(run_id: str, history: list[Mapping[str, float]], step_key: str = "epoch", *, tracking_uri: str | None = None) -> None:
+def log_metric_history(
+    run_id: str,
+    history: list[Mapping[str, float]],
+    step_key: str = "epoch",
+    *,
+    tracking_uri: str | None = None,
+) -> None:
     """Log per-epoch metrics in one batch call (not one HTTP/SQL round trip per value).
 
     Args:
@@ -122,7 +157,9 @@ def log_metric_history(run_id: str, history: list[Mapping[str, float]], step_key
         client.log_batch(run_id, metrics=metrics[start : start + 900])
 
 
-def log_run_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float]) -> None:
+def log_run_metrics(
+    tracking_uri: str, run_id: str, metrics: Mapping[str, float]
+) -> None:
     """Add `metrics` (name -> value, step 0) to a finished or running run, in batches."""
     from mlflow.entities import Metric
 
@@ -133,19 +170,28 @@ def log_run_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float]
         client.log_batch(run_id, metrics=rows[start : start + 900])
 
 
-def log_and_register(log_model: Callable[..., object], model: object, model_name: str, **kwargs) -> str:
+def log_and_register(
+    log_model: Callable[..., object], model: object, model_name: str, **kwargs
+) -> str:
     """Inside `tracked_run`: log `model` with a flavour's `log_model` (e.g. `mlflow.pytorch.log_model`,
     `mlflow.sklearn.log_model`) as artifact "model", register it as `model_name`; return the new version."""
     info = log_model(model, name="model", registered_model_name=model_name, **kwargs)
     return str(info.registered_model_version)
 
 
-def load_registered(tracking_uri: str, model_name: str, version: str, load_model: Callable[[str], object] | None = None) -> object:
+def load_registered(
+    tracking_uri: str,
+    model_name: str,
+    version: str,
+    load_model: Callable[[str], object] | None = None,
+) -> object:
     """Load version `version` of `model_name` with a flavour's `load_model` (default: pyfunc)."""
     import mlflow.pyfunc
 
     with using_tracking_uri(tracking_uri):
-        return (load_model or mlflow.pyfunc.load_model)(f"models:/{model_name}/{version}")
+        return (load_model or mlflow.pyfunc.load_model)(
+            f"models:/{model_name}/{version}"
+        )
 
 
 def version_run_id(tracking_uri: str, model_name: str, version: str) -> str:
@@ -158,21 +204,31 @@ def champion_version(tracking_uri: str, model_name: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(_client(tracking_uri).get_model_version_by_alias(model_name, CHAMPION).version)
+        return str(
+            _client(tracking_uri)
+            .get_model_version_by_alias(model_name, CHAMPION)
+            .version
+        )
     except MlflowException:
         return None
 
 
-def champion_metric(model_name: str, metric: str, tracking_uri: str | None = None) -> tuple[str | None, float | None]:
+def champion_metric(
+    model_name: str, metric: str, tracking_uri: str | None = None
+) -> tuple[str | None, float | None]:
     """The current champion's version and its run's value of `metric` (None, None when there is none)."""
     version = champion_version(tracking_uri, model_name)
     if version is None:
         return None, None
-    run = _client(tracking_uri).get_run(version_run_id(tracking_uri, model_name, version))
+    run = _client(tracking_uri).get_run(
+        version_run_id(tracking_uri, model_name, version)
+    )
     return version, run.data.metrics.get(metric)
 
 
-def should_promote(candidate: float, champion: float | None, higher_is_better: bool = True) -> bool:
+def should_promote(
+    candidate: float, champion: float | None, higher_is_better: bool = True
+) -> bool:
     """True when the candidate strictly beats the champion (or there is no champion yet)."""
     if champion is None:
         return True
@@ -180,7 +236,12 @@ def should_promote(candidate: float, champion: float | None, higher_is_better: b
 
 
 def promote_if_better(
-    model_name: str, version: str, metric: str, value: float, higher_is_better: bool = True, tracking_uri: str | None = None
+    model_name: str,
+    version: str,
+    metric: str,
+    value: float,
+    higher_is_better: bool = True,
+    tracking_uri: str | None = None,
 ) -> dict:
     """Move the `champion` alias to `version` only if `value` beats the current champion's.
 
@@ -190,9 +251,13 @@ def promote_if_better(
         the champion stays champion (`promoted` False).
     """
     previous_version, previous_value = champion_metric(model_name, metric, tracking_uri)
-    promoted = previous_version != str(version) and should_promote(value, previous_value, higher_is_better)
+    promoted = previous_version != str(version) and should_promote(
+        value, previous_value, higher_is_better
+    )
     if promoted:
-        _client(tracking_uri).set_registered_model_alias(model_name, CHAMPION, str(version))
+        _client(tracking_uri).set_registered_model_alias(
+            model_name, CHAMPION, str(version)
+        )
     return {
         "promoted": promoted,
         "champion_version": str(version) if promoted else previous_version,
@@ -203,10 +268,14 @@ def promote_if_better(
 
 def version_tags(tracking_uri: str, model_name: str, version: str) -> dict[str, str]:
     """The tags of a registered version ({} when it has none)."""
-    return dict(_client(tracking_uri).get_model_version(model_name, str(version)).tags or {})
+    return dict(
+        _client(tracking_uri).get_model_version(model_name, str(version)).tags or {}
+    )
 
 
-def set_version_tag(tracking_uri: str, model_name: str, version: str, key: str, value: str) -> None:
+def set_version_tag(
+    tracking_uri: str, model_name: str, version: str, key: str, value: str
+) -> None:
     """Set one tag on a registered version."""
     _client(tracking_uri).set_model_version_tag(model_name, str(version), key, value)
 
@@ -217,7 +286,9 @@ def run_data(tracking_uri: str, run_id: str) -> tuple[dict[str, str], dict[str, 
     return dict(run.data.params), dict(run.data.metrics)
 
 
-def download_run_artifacts(tracking_uri: str, run_id: str, artifact_path: str, dst: str | Path | None = None) -> Path:
+def download_run_artifacts(
+    tracking_uri: str, run_id: str, artifact_path: str, dst: str | Path | None = None
+) -> Path:
     """Local copy of a run's artifact file or folder (under `dst`, or a temp folder)."""
     import mlflow.artifacts
 
@@ -226,6 +297,10 @@ def download_run_artifacts(tracking_uri: str, run_id: str, artifact_path: str, d
     return Path(path)
 
 
-def log_run_artifacts(tracking_uri: str, run_id: str, folder: str | Path, artifact_path: str | None = None) -> None:
+def log_run_artifacts(
+    tracking_uri: str, run_id: str, folder: str | Path, artifact_path: str | None = None
+) -> None:
     """Upload every file of `folder` to a run's artifacts under `artifact_path`."""
-    _client(tracking_uri).log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+    _client(tracking_uri).log_artifacts(
+        run_id, str(folder), artifact_path=artifact_path
+    )
