@@ -10,6 +10,12 @@ a fresh Python process, so its peak RSS (the kernel's VmHWM for that process) is
 process's RSS after imports is printed beside it. Stages run one patient at a time in one process
 (no pool), so wall time per patient compares like with like across sizes.
 
+With --compare-dask, instead: preprocessing and radiomics (the stages fanned out per patient
+through lib/store/compute.py) on one cohort, on the local process pool and on a Dask LocalCluster
+(127.0.0.1, processes, one thread each) with the same number of workers, repeated with the order
+alternating; prints the median wall times, dask / local (target <= 1.10) and whether both
+backends' outputs are identical.
+
 At the largest size the training epoch also runs with the pre-issue-10 eager loader (every slice
 copied into RAM and concatenated), to show the memory the lazy views save.
 
@@ -20,6 +26,7 @@ One run per size: on a busy machine, rerun and compare.
     python benchmarks/bench_scale.py                        # 20, 80, 320 patients (minutes on 2 cores)
     python benchmarks/bench_scale.py --sizes 10 40 --keep   # smaller; keep the data under --workdir
     python benchmarks/bench_scale.py --quick                # smoke run: 5 and 10 tiny patients
+    python benchmarks/bench_scale.py --compare-dask 40      # local pool vs Dask, 2 workers each, 3 repeats
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from pathlib import Path
 
 # The driver imports nothing heavy: each stage's process starts from a small parent.
 STAGES = ("preprocess", "slices", "train_epoch", "masks", "radiomics")
+COMPARE_STAGES = ("preprocess", "radiomics")  # the stages fanned out through lib/store/compute.py here
 SHARED_IMPORTS = ("gbm_assets.lib.synth.phantom", "gbm_assets.lib.preprocess.slices", "gbm_assets.lib.segment.train",
                   "gbm_assets.lib.segment.dataset", "gbm_assets.lib.segment.inference", "gbm_assets.lib.masks.native",
                   "gbm_assets.lib.masks.postprocess", "gbm_assets.lib.radiomics.extract", "gbm_assets.lib.store.tables")  # fmt: skip
@@ -70,20 +78,24 @@ def stage_synth(root: Path, n: int, size: int, slices: int, threads: int) -> Non
     write_cohort(root / "cohorts", COHORT, n, seed=0, options=SynthOptions(shape=(size, size, slices), spacing=(192 / size, 192 / size, 132 / slices)))
 
 
-def stage_preprocess(root: Path, n: int, size: int, slices: int, threads: int) -> None:
-    from gbm_assets.lib.preprocess.volumes import (
-        PreprocessConfig,
-        preprocess_patient,
-        read_case,
-        save_preprocessed,
-    )
+def _preprocess_tasks(root: Path, size: int, out: Path | None = None) -> list:
+    """Every patient's `PreprocessTask` (the assets' picklable unit), writing under `out` (default: preprocessed)."""
+    from gbm_assets.lib.preprocess.tasks import PreprocessTask
+    from gbm_assets.lib.preprocess.volumes import PreprocessConfig
     from gbm_assets.lib.store.paths import DataRoot
     from gbm_assets.lib.synth.phantom import BRATS_SUFFIX
 
     config, data = PreprocessConfig(target_spacing_mm=192 / size, size=size), DataRoot(root)
-    for pid, folder in _patients(root):
-        images, labels = read_case({s: folder / f"{pid}_{x}.nii.gz" for s, x in BRATS_SUFFIX.items()}, folder / f"{pid}_seg.nii.gz", "brats")
-        save_preprocessed(preprocess_patient(images, labels, config), data.volume_dir("preprocessed", COHORT, pid))
+    return [PreprocessTask(pid, {s: str(folder / f"{pid}_{x}.nii.gz") for s, x in BRATS_SUFFIX.items()}, str(folder / f"{pid}_seg.nii.gz"),
+                           "brats", str(out / pid if out else data.volume_dir("preprocessed", COHORT, pid)), config)
+            for pid, folder in _patients(root)]  # fmt: skip
+
+
+def stage_preprocess(root: Path, n: int, size: int, slices: int, threads: int) -> None:
+    from gbm_assets.lib.preprocess.tasks import preprocess_task
+
+    for task in _preprocess_tasks(root, size):
+        preprocess_task(task)
 
 
 def stage_slices(root: Path, n: int, size: int, slices: int, threads: int) -> None:
@@ -156,17 +168,23 @@ def stage_masks(root: Path, n: int, size: int, slices: int, threads: int) -> Non
         save_native_mask(mask, patient.transform, data.volume_dir("lesion_masks", COHORT, pid) / "mask.nii.gz")
 
 
-def stage_radiomics(root: Path, n: int, size: int, slices: int, threads: int) -> None:
+def _radiomics_tasks(root: Path) -> list:
+    """Every patient's `PatientTask`: four sequences, whole tumour of the predicted mask."""
     from gbm_assets.lib.radiomics import PatientTask, default_params_path
-    from gbm_assets.lib.radiomics.extract import extract_patient
     from gbm_assets.lib.store.paths import DataRoot
     from gbm_assets.lib.synth.phantom import BRATS_SUFFIX
 
     data, params = DataRoot(root), str(default_params_path())
-    for pid, folder in _patients(root):
-        task = PatientTask(COHORT, pid, {s: str(folder / f"{pid}_{x}.nii.gz") for s, x in BRATS_SUFFIX.items()},
-                           {"predicted": str(data.volume_dir("lesion_masks", COHORT, pid) / "mask.nii.gz")}, params,
-                           regions=("whole_tumor",), roi_schemes={"predicted": "binary"})  # fmt: skip
+    return [PatientTask(COHORT, pid, {s: str(folder / f"{pid}_{x}.nii.gz") for s, x in BRATS_SUFFIX.items()},
+                        {"predicted": str(data.volume_dir("lesion_masks", COHORT, pid) / "mask.nii.gz")}, params,
+                        regions=("whole_tumor",), roi_schemes={"predicted": "binary"})
+            for pid, folder in _patients(root)]  # fmt: skip
+
+
+def stage_radiomics(root: Path, n: int, size: int, slices: int, threads: int) -> None:
+    from gbm_assets.lib.radiomics.extract import extract_patient
+
+    for task in _radiomics_tasks(root):
         extract_patient(task)
 
 
@@ -184,12 +202,53 @@ def run_stage(name: str, root: Path, n: int, size: int, slices: int, threads: in
     return {"stage": name, "patients": n, "seconds": time.perf_counter() - t0, "peak_rss_mb": _vm_hwm_mb(), "import_rss_mb": base}
 
 
+def run_compare(what: str, backend: str, root: Path, size: int, workers: int) -> dict:
+    """One fan-out stage's patients on `backend` ("local" pool | a fresh Dask `LocalCluster` on
+    127.0.0.1), `workers` single-threaded worker processes (called in the child process). The clock
+    covers the fan-out only (the pool's start and its workers' imports, as in an asset; the Dask
+    workers' imports too): the cluster's start is printed apart, a Dask cluster outlives runs."""
+    import hashlib
+    import importlib
+    from contextlib import ExitStack
+
+    from gbm_assets.lib.store.compute import collect, open_compute
+
+    for module in SHARED_IMPORTS:
+        importlib.import_module(module)
+    with ExitStack() as stack:
+        t0, address = time.perf_counter(), ""
+        if backend == "dask":
+            from distributed import LocalCluster
+
+            address = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                                       dashboard_address=None)).scheduler_address  # fmt: skip
+        compute = stack.enter_context(open_compute(backend, workers=workers, scheduler_address=address, data_root=str(root)))
+        startup, t0 = time.perf_counter() - t0, time.perf_counter()
+        if what == "preprocess":  # written beside the setup's volumes, one folder per backend
+            from gbm_assets.lib.preprocess.tasks import preprocess_task
+
+            tasks = _preprocess_tasks(root, size, root / "compare" / backend)
+            rows = [r if isinstance(r, BaseException) else {k: v for k, v in r.items() if k != "dir"}
+                    for _, r in collect(compute.map_patients(preprocess_task, tasks), tasks)]  # fmt: skip
+            if failed := [r for r in rows if isinstance(r, BaseException)]:
+                raise RuntimeError(f"{len(failed)} patients failed to preprocess on {backend}: {failed[0]!r}")
+            out = json.dumps(rows, sort_keys=True)
+        else:
+            from gbm_assets.lib.radiomics import extract_cohort
+
+            features, exclusions, _ = extract_cohort(_radiomics_tasks(root), progress=False, compute=compute)
+            out = features.to_csv() + exclusions.to_csv()
+        seconds = time.perf_counter() - t0
+    return {"stage": what, "backend": backend, "patients": len(_patients(root)), "workers": workers, "seconds": seconds,
+            "startup_s": startup, "digest": hashlib.sha1(out.encode()).hexdigest()}  # fmt: skip
+
+
 # ---- driver -------------------------------------------------------------------------------------
 
 
-def _child(name: str, root: Path, n: int, args) -> dict:
+def _child(name: str, root: Path, n: int, args, *extra: str) -> dict:
     cmd = [sys.executable, __file__, "--stage", name, "--root", str(root), "--n", str(n), "--size", str(args.size),
-           "--slices", str(args.slices), "--threads", str(args.threads)]  # fmt: skip
+           "--slices", str(args.slices), "--threads", str(args.threads), *extra]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode:
         raise RuntimeError(f"stage {name} at {n} patients failed:\n{out.stderr[-3000:]}")
@@ -213,6 +272,39 @@ def table(results: list[dict], sizes: list[int]) -> str:
     return "\n".join(lines)
 
 
+def compare_dask(work: Path, n: int, args) -> list[dict]:
+    """Each fan-out stage on the local pool and on Dask, `args.repeats` times, alternating which goes first."""
+    root = work / f"dask_n{n}"
+    _child("synth", root, n, args)
+    for stage in STAGES[: 4 if "radiomics" in args.compare_stages else 0]:  # radiomics reads the predicted masks
+        _child(stage, root, n, args)
+    runs = []
+    for rep in range(args.repeats):
+        for backend in ("local", "dask") if rep % 2 == 0 else ("dask", "local"):
+            for what in args.compare_stages:
+                runs.append(_child("compare", root, n, args, "--what", what, "--backend", backend, "--workers", str(args.workers)))
+                print(f"repeat {rep + 1}  {what:10s} {backend:5s} {runs[-1]['seconds']:8.2f} s  "
+                      f"(start {runs[-1]['startup_s']:.1f} s)", flush=True)  # fmt: skip
+    return runs
+
+
+def compare_table(runs: list[dict]) -> str:
+    """Per stage: median wall time on each backend, dask / local (target <= 1.10), the same with the
+    cluster's start counted (a one-off for a long-lived cluster, paid per run here), identical outputs."""
+    import statistics
+
+    lines = [("| stage | patients | workers | repeats | local pool median s | dask median s | dask / local | dask cluster start s "
+              "| dask incl. start / local | identical outputs |"), "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for stage in dict.fromkeys(r["stage"] for r in runs):
+        got = {b: [r for r in runs if r["stage"] == stage and r["backend"] == b] for b in ("local", "dask")}
+        local, dask = (statistics.median(r["seconds"] for r in got[b]) for b in ("local", "dask"))
+        same = "yes" if len({r["digest"] for r in got["local"] + got["dask"]}) == 1 else "NO"
+        start = statistics.median(r["startup_s"] for r in got["dask"])
+        lines.append(f"| {stage} | {got['local'][0]['patients']} | {got['local'][0]['workers']} | {len(got['local'])} | {local:.2f} | "
+                     f"{dask:.2f} | {dask / local:.2f} | {start:.1f} | {(dask + start) / local:.2f} | {same} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[20, 80, 320], help="patients per cohort, ascending")
@@ -224,18 +316,32 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="smoke run: 5 and 10 patients of 32 x 32 x 16")
     ap.add_argument("--workdir", type=Path, default=None, help="where the cohorts go (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep --workdir's data afterwards")
+    ap.add_argument("--compare-dask", type=int, nargs="?", const=40, default=None, metavar="PATIENTS",
+                    help="instead: the fan-out stages on the local pool vs a local Dask cluster (default 40 patients)")
+    ap.add_argument("--compare-stages", nargs="+", choices=COMPARE_STAGES, default=list(COMPARE_STAGES))
+    ap.add_argument("--workers", type=int, default=2, help="worker processes of either backend (--compare-dask)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per backend, alternating order (--compare-dask)")
     ap.add_argument("--stage", help=argparse.SUPPRESS)
+    ap.add_argument("--what", help=argparse.SUPPRESS)
+    ap.add_argument("--backend", help=argparse.SUPPRESS)
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.stage:  # child: one stage, one JSON line
-        print(json.dumps(run_stage(args.stage, args.root, args.n, args.size, args.slices, args.threads)))
+        print(json.dumps(run_compare(args.what, args.backend, args.root, args.size, args.workers) if args.stage == "compare"
+                         else run_stage(args.stage, args.root, args.n, args.size, args.slices, args.threads)))  # fmt: skip
         return {}
     if args.quick:
         args.sizes, args.size, args.slices = [5, 10], 32, 16
+        args.compare_dask = args.compare_dask and 6
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_scale_"))
     results = []
     try:
+        if args.compare_dask:
+            runs = compare_dask(work, args.compare_dask, args)
+            print(f"\n{args.size} x {args.size} x {args.slices} voxels, {args.workers} workers each, 1 thread per worker\n")
+            print(compare_table(runs))
+            return {"compare": runs}
         for n in args.sizes:
             root = work / f"n{n}"
             _child("synth", root, n, args)

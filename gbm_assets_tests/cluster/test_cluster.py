@@ -33,7 +33,7 @@ from gbm_assets_tests.reliability.procs import (
     visible_tables,
 )
 
-COHORTS = [f"clu{i}" for i in range(4)]  # four at once: eight passed but took 741 s on the contended 2-core machine
+COHORTS = [f"clu{i}" for i in range(8)]  # eight partitions at once, as a real cohort batch arrives
 PATIENTS = 2
 TINY = SynthOptions(shape=(32, 32, 16), spacing=(4.5, 5.5, 8.0))
 SETTINGS = {"roi_sources": ["ground_truth", "predicted"]}
@@ -63,13 +63,16 @@ def _relative(table: pd.DataFrame, root) -> pd.DataFrame:
 
 
 def _local_reference(root) -> dict[str, pd.DataFrame]:
-    """The same cohorts on the `local` backend (in this process, an ephemeral SQLite-free instance)."""
+    """The same cohorts on the `local` backend (in this process, an ephemeral SQLite-free instance).
+
+    One worker: the local backend then runs each patient in this process, which is quick to start;
+    that a pool of workers gives the same tables as this is tested in reliability/test_fanout_keys.py."""
     _write_inputs(root, COHORTS, root.parent)
     instance = dg.DagsterInstance.ephemeral()
     add_cohort(instance, *COHORTS)
     for cohort in COHORTS:
         result = dg.materialize(assets_and_checks(), selection=ASSETS, partition_key=cohort, instance=instance,
-                                resources=resources(root) | {"compute": ComputeResource(backend="local", workers=2)},
+                                resources=resources(root) | {"compute": ComputeResource(backend="local", workers=1)},
                                 run_config={"ops": OPS})  # fmt: skip
         assert result.success
     tables = visible_tables(root)

@@ -25,6 +25,7 @@ import functools
 import multiprocessing
 import os
 import socket
+import time
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -220,10 +221,19 @@ def connect_dask(address: str, timeout: float = CONNECT_TIMEOUT_S):
         raise ComputeUnavailable("backend 'dask' needs a scheduler address (e.g. tcp://10.0.0.5:8786)")
     from distributed import Client
 
-    try:
-        client = Client(address, timeout=timeout, set_as_default=False)
-    except Exception as exc:
-        raise ComputeUnavailable(f"Dask scheduler {address} unreachable: {type(exc).__name__}: {exc}") from exc
+    # A busy scheduler can garble the first handshake (distributed's `assert len(msg) == 1` when
+    # many runs connect at once), so a failed connection is retried until `timeout` has passed.
+    deadline, attempt = time.monotonic() + timeout, 0
+    while True:
+        attempt += 1
+        try:
+            client = Client(address, timeout=timeout, set_as_default=False)
+            break
+        except Exception as exc:
+            if time.monotonic() + 1.0 >= deadline:
+                raise ComputeUnavailable(f"Dask scheduler {address} unreachable after {attempt} attempt(s): "
+                                         f"{type(exc).__name__}: {exc}") from exc  # fmt: skip
+            time.sleep(min(1.0 * attempt, 3.0))
     try:
         client.wait_for_workers(1, timeout=timeout)
     except Exception as exc:
