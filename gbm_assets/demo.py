@@ -60,7 +60,7 @@ LONGITUDINAL_TIMEPOINTS = (3, 4)
 
 SUMMARY_SQL = (
     ("select sequence, split, metric, round(value, 3) as value from segmentation_metrics "
-     "where split = 'test' and metric in ('dice_3d', 'hd95_mm', 'f1') order by all"),
+     "where split = 'test' and coalesce(region, 'whole_tumor') = 'whole_tumor' and metric in ('dice_3d', 'hd95_mm', 'f1') order by all"),
     ("select model, round(balanced_accuracy, 3) as balanced_accuracy, round(macro_f1, 3) as macro_f1, "
      "model_version from subtype_classifier order by balanced_accuracy desc"),
     "select * from subtype_champion",

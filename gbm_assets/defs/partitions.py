@@ -9,7 +9,7 @@ COHORTS = "cohorts"
 cohorts_partitions = dg.DynamicPartitionsDefinition(name=COHORTS)
 
 model_inputs_partitions = dg.StaticPartitionsDefinition(list(MODEL_INPUTS))
-"""The 2D model inputs: t1, t1c, t2, flair and the 3-channel stack."""
+"""The 2D model inputs: t1, t1c, t2, flair, the 3-channel stack and the 4-channel all."""
 
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,

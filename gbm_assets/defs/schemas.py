@@ -59,7 +59,9 @@ TABLES: dict[str, dict[str, str]] = {
                      "volume_diff_ml": "Predicted minus truth volume (ml).",
                      "dice": "3D Dice of predicted vs truth mask (per patient, whole volume)."},
     "segmentation_metrics": {"metric": "Metric name (3D Dice per patient volume unless named per-slice).",
-                             "value": "Metric value.", "split": "Evaluation split."},
+                             "value": "Metric value.", "split": "Evaluation split.",
+                             "region": "Scored region: whole_tumor (every model; the only one of a binary model), "
+                                       "tumor_core and enhancing (region models)."},
     "training_slices": {"slice": "Axial slice index.", "row": "Row in the slice array file.",
                         "lesion_area_mm2": "Lesion area on the slice (mm^2)."},
     "subtype_predictions": {"predicted_subtype": "Most probable subtype.",

@@ -62,9 +62,11 @@ REGIONS: Mapping[str, frozenset[int]] = MappingProxyType(
 )
 
 MODEL_INPUTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"t1": ("t1",), "t2": ("t2",), "flair": ("flair",), "t1c": ("t1c",), "stack": ("t1", "t2", "flair")}
+    {"t1": ("t1",), "t2": ("t2",), "flair": ("flair",), "t1c": ("t1c",), "stack": ("t1", "t2", "flair"),
+     "all": ("t1", "t1c", "t2", "flair")}
 )
-"""2D model input name -> its channels (sequences, in order); `stack` is the study's 3-channel T1/T2/FLAIR input."""
+"""2D model input name -> its channels (sequences, in order); `stack` is the study's 3-channel T1/T2/FLAIR input,
+`all` the four sequences (beyond the study: enhancement is only visible with contrast, T1c)."""
 
 ROI_SOURCES: tuple[str, ...] = ("ground_truth", "predicted")
 """Whose masks an ROI comes from: the cohort's own labels, or `lesion_masks` (the champion U-Net's)."""

@@ -50,7 +50,7 @@ def test_splits_model_checks_metrics_registry_and_masks(data_root, instance, mon
     }  # a 2-epoch, width-4 model is below the Dice floor: the warning fires
     assert check_evaluation(first, "unet_model_weights_finite").metadata["model_version"].value == "1"
     metrics = query(root, "select * from segmentation_metrics")
-    assert list(metrics.columns) == ["sequence", "split", "metric", "value"]
+    assert list(metrics.columns) == ["sequence", "split", "region", "metric", "value"] and set(metrics["region"]) == {"whole_tumor"}
     assert len(metrics) == 27 and set(metrics["split"]) == {"train", "validation", "test"}
     assert metrics["value"].between(0, 1).where(metrics["metric"] != "hd95_mm", True).all()
     seg_meta = metadata(first, "segmentation_metrics")
@@ -58,6 +58,8 @@ def test_splits_model_checks_metrics_registry_and_masks(data_root, instance, mon
     run_id = metadata(first, "unet_model")["mlflow_run_id"]
     assert f"run_uuid={run_id}" in seg_meta["test_slices_gif"] and "test_slices.gif" in seg_meta["test_slices_gif"]
     assert len(seg_meta["test_slices_gif"]) < 1000  # a short link the UI renders inline, not multi-MB base64
+    assert seg_meta["mlflow_run"] == metadata(first, "unet_model")["mlflow_run"]  # the evaluated model's run
+    assert seg_meta["mlflow_run"].endswith(f"/runs/{run_id}") and "mlflow_model_version" in seg_meta
     served = MlflowClient(TrackingStore.for_data_root(data_root).tracking_uri).list_artifacts(run_id, "figures")
     assert {"figures/test_slices.gif", "figures/test_overlay.png"} <= {a.path for a in served}
     unet_meta = metadata(first, "unet_model")

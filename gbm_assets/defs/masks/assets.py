@@ -114,7 +114,8 @@ def model_input_for(cohort: str, requested: str, patient_dirs, tracking_uri: str
     # the post-processing it applies is chosen by segmentation_metrics (a tag on the version)
     deps=[dg.AssetDep(key, partition_mapping=dg.AllPartitionMapping()) for key in ("unet_champion", "segmentation_metrics")],
     kinds={"nifti", "pytorch"},
-    description="Whole-tumour masks from the champion U-Net, post-processed and written on each patient's native grid.",
+    description="Masks from the champion U-Net, post-processed and written on each patient's native grid: whole tumour "
+    "(roi_scheme binary) from a binary model, canonical labels 0-3 (roi_scheme canonical) from a region model.",
 )
 def lesion_masks(
     context: dg.AssetExecutionContext,

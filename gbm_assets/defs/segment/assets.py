@@ -5,9 +5,15 @@ import tempfile
 import dagster as dg
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 
 from gbm_assets.defs.conditions import EAGER
-from gbm_assets.defs.metadata import artifact_url, image_metadata, table_metadata
+from gbm_assets.defs.metadata import (
+    artifact_url,
+    image_metadata,
+    mlflow_links,
+    table_metadata,
+)
 from gbm_assets.defs.partitions import model_inputs_partitions
 from gbm_assets.defs.preprocess.config import source_version
 from gbm_assets.defs.resources import DataRootResource, MlflowResource
@@ -21,10 +27,15 @@ from gbm_assets.lib.preprocess.splits import (
     subjects_in_several_splits,
 )
 from gbm_assets.lib.preprocess.volumes import load_preprocessed
-from gbm_assets.lib.segment import checkpoint, losses, train, unet
-from gbm_assets.lib.segment.checkpoint import load_checkpoint
+from gbm_assets.lib.segment import checkpoint, losses, region_loss, train, unet
+from gbm_assets.lib.segment.checkpoint import load_checkpoint, model_target
 from gbm_assets.lib.segment.dataset import load_slice_data
-from gbm_assets.lib.segment.evaluate import comparison_markdown, evaluate_model
+from gbm_assets.lib.segment.evaluate import (
+    WHOLE_TUMOR,
+    comparison_markdown,
+    evaluate_model,
+    with_region,
+)
 from gbm_assets.lib.store.files import write_bytes_atomic
 from gbm_assets.lib.store.tables import read_parquet
 from gbm_assets.lib.store.tracking import (
@@ -55,16 +66,16 @@ def _training_patients(context: dg.AssetExecutionContext, config: UNetSettings, 
     group_name="segment",
     ins={"training_splits": dg.AssetIn(input_manager_key="table_io_manager")},
     kinds={"pytorch", "mlflow"},
-    code_version=source_version(unet, train, losses, checkpoint),
-    description="The study's 2D U-Net for one input (t1, t1c, t2, flair, stack), trained on the patients of "
-    "training_splits, tracked and registered in MLflow.",
+    code_version=source_version(unet, train, losses, region_loss, checkpoint),
+    description="The study's 2D U-Net for one input (t1, t1c, t2, flair, stack, all), trained on the patients of "
+    "training_splits, tracked and registered in MLflow; binary whole tumour, or nested regions with target: regions.",
 )
 def unet_model(
     context: dg.AssetExecutionContext, config: UNetSettings, training_splits: pd.DataFrame, data_root: DataRootResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
     input_name, root = context.partition_key, data_root.root()
     patients = _training_patients(context, config, training_splits)
-    data = load_slice_data(root, patients, input_name)
+    data = load_slice_data(root, patients, input_name, labels=config.target == "regions" or config.randomise)
     try:
         trained = train_and_log(context, data, patients, input_name, config, root, mlflow)
     except ValueError as exc:  # too few slices, no lesions, bad shapes: a clear failure, never a silent model
@@ -79,7 +90,8 @@ def unet_model(
     deps=[unet_model],
     io_manager_key="table_io_manager",
     kinds={"parquet"},
-    description="The study's metric table per split (pixel metrics, 3D Dice, HD95) with pictures, for the version "
+    description="The study's metric table per split and region (pixel metrics, 3D Dice, HD95; whole_tumor for a binary "
+    "model, whole_tumor / tumor_core / enhancing for a region model) with pictures, for the version "
     "unet_model produced; tags that version with the post-processing lesion_masks must use.",
 )
 def segmentation_metrics(context: dg.AssetExecutionContext, config: MetricsSettings, data_root: DataRootResource) -> dg.Output[pd.DataFrame]:
@@ -88,20 +100,22 @@ def segmentation_metrics(context: dg.AssetExecutionContext, config: MetricsSetti
     with tempfile.TemporaryDirectory() as tmp:
         model = load_checkpoint(version.checkpoint(tmp))
         patients = version.training_patients(tmp)
-    data = load_slice_data(root, patients, input_name, splits=SPLITS)
+    data = load_slice_data(root, patients, input_name, splits=SPLITS, labels=model_target(model) == "regions")
     settings = PostprocessSettings(config.threshold, config.min_component_mm3)
     result = evaluate_model(model, input_name, data, lambda c, p: load_preprocessed(root.volume_dir("preprocessed", c, p)), settings)
     folder = root.model_dir("unet") / input_name / version.run_id / "figures"
     for name, blob in result.pictures.items():
         write_bytes_atomic(folder / name, blob)
-    log_run_metrics(version.tracking_uri, version.run_id, {f"{r.split}_{r.metric}": r.value for r in result.metrics.itertuples()})
+    log_run_metrics(version.tracking_uri, version.run_id, {f"{r.split}_{'' if r.region == WHOLE_TUMOR else r.region + '_'}{r.metric}": r.value
+                                                           for r in result.metrics.itertuples()})  # fmt: skip
     log_run_artifacts(version.tracking_uri, version.run_id, folder, artifact_path="figures")
     keep_largest = bool(result.postprocess["keep_largest"])
     set_version_tag(version.tracking_uri, version.model_name, version.version, KEEP_LARGEST_TAG, str(keep_largest).lower())
     metrics, per_patient = result.metrics, result.per_patient
-    others = [read_parquet(p) for p in root.table_dir("segmentation_metrics").glob("*.parquet") if p.stem != input_name]
+    others = [with_region(read_parquet(p)) for p in root.table_dir("segmentation_metrics").glob("*.parquet") if p.stem != input_name]
     everything = pd.concat([*others, metrics], ignore_index=True)
-    test = metrics[metrics["split"] == "test"].set_index("metric")["value"]
+    whole = metrics[metrics["region"] == WHOLE_TUMOR]
+    test = whole[whole["split"] == "test"].set_index("metric")["value"]
     pictures = {}
     if "test_overlay.png" in result.pictures:
         # served by the MLflow UI (the run's figures/ artifacts): a short link keeps the event log small
@@ -122,7 +136,11 @@ def segmentation_metrics(context: dg.AssetExecutionContext, config: MetricsSetti
             "registered_model": version.model_name,
             "model_version": version.version,
             "mlflow_run_id": version.run_id,
-            "metrics": dg.MetadataValue.md(metrics.pivot_table(index="metric", columns="split", values="value").round(4).to_markdown()),
+            # the run whose model this evaluated (its metrics and figures were just logged there)
+            **mlflow_links(version.tracking_uri, MlflowClient(version.tracking_uri).get_run(version.run_id).info.experiment_id,
+                           version.run_id, version.model_name, version.version),
+            "metrics": dg.MetadataValue.md(metrics.pivot_table(index=["region", "metric"], columns="split", values="value", sort=False)
+                                           .round(4).to_markdown()),
             "comparison_test": dg.MetadataValue.md(comparison_markdown(everything, "test")),
             "per_patient": table_metadata(per_patient, index=False, digits=3),
             **pictures,

@@ -12,6 +12,7 @@ from gbm_assets.defs.metadata import check_result
 from gbm_assets.defs.partitions import model_inputs_partitions
 from gbm_assets.defs.segment.versions import CHAMPION_METRIC, produced_version
 from gbm_assets.lib.segment.checkpoint import weights_finite
+from gbm_assets.lib.segment.evaluate import WHOLE_TUMOR, with_region
 from gbm_assets.lib.store.tracking import champion_metric, should_promote
 
 TEST_DICE_FLOOR = 0.5
@@ -53,9 +54,10 @@ def unet_model_beats_champion(context: dg.AssetCheckExecutionContext) -> dg.Asse
     )
 
 
-@dg.asset_check(asset="segmentation_metrics", partitions_def=model_inputs_partitions, description=f"Mean test 3D Dice is at least {TEST_DICE_FLOOR}.")
+@dg.asset_check(asset="segmentation_metrics", partitions_def=model_inputs_partitions, description=f"Mean whole-tumour test 3D Dice is at least {TEST_DICE_FLOOR}.")
 def segmentation_metrics_test_dice_above_floor(segmentation_metrics: pd.DataFrame) -> dg.AssetCheckResult:
-    test = segmentation_metrics[(segmentation_metrics["split"] == "test") & (segmentation_metrics["metric"] == "dice_3d")]
+    rows = with_region(segmentation_metrics)
+    test = rows[(rows["split"] == "test") & (rows["metric"] == "dice_3d") & (rows["region"] == WHOLE_TUMOR)]
     value = float(test["value"].iloc[0]) if len(test) else float("nan")
     return check_result(
         bool(value >= TEST_DICE_FLOOR), value, f"mean test 3D Dice >= {TEST_DICE_FLOOR:g}",

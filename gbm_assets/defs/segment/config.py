@@ -24,6 +24,12 @@ class UNetSettings(dg.Config):
     num_workers: int = 0
     """DataLoader worker processes reading slice batches from disk (0: the training process reads them; on a
     GPU 2-4 keep it fed). Batches, augmentation and weights do not depend on it."""
+    target: str = "binary"
+    """What the U-Net predicts: "binary" (whole tumour, the study's model) or "regions" (three sigmoid channels,
+    whole tumour / tumour core / enhancing, trained with BCE + soft Dice per region on the canonical labels)."""
+    randomise: bool = False
+    """Domain randomisation of the training batches (lib/synth/randomise: per-tissue intensities, bias field, gamma,
+    blur and resolution loss, noise, contrast between sequences), seeded by (seed, epoch, batch); never validation."""
     training_cohorts: list[str] = []
     """Cohorts of training_splits whose patients train the model; empty = every cohort it lists."""
 

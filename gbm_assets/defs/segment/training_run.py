@@ -30,6 +30,7 @@ from gbm_assets.lib.segment.checkpoint import (
 )
 from gbm_assets.lib.segment.dataset import SliceData, require_trainable
 from gbm_assets.lib.segment.figures import training_curves_png
+from gbm_assets.lib.segment.regions import REGION_CHANNELS
 from gbm_assets.lib.segment.train import TrainConfig, train_unet
 from gbm_assets.lib.store.files import write_bytes_atomic
 from gbm_assets.lib.store.paths import DataRoot
@@ -57,9 +58,9 @@ def train_and_log(
     cfg = TrainConfig(base=config.base, epochs=config.epochs, batch_size=config.batch_size, lr=config.learning_rate,
                       seed=config.seed, augment=config.augment, progress=True, schedule=config.schedule,
                       compile=config.compile, channels_last=config.channels_last, threads=config.threads,
-                      num_workers=config.num_workers)  # fmt: skip
+                      num_workers=config.num_workers, target=config.target, randomise=config.randomise)  # fmt: skip
     in_channels = data.x["train"].shape[1]
-    arch = architecture(in_channels, cfg.base, cfg.dropout)
+    arch = architecture(in_channels, cfg.base, cfg.dropout, len(REGION_CHANNELS) if cfg.target == "regions" else 1, cfg.target)
     uri = mlflow_resource.store().tracking_uri
     model_name = registered_model_name(input_name)
 
@@ -106,7 +107,10 @@ def train_and_log(
         "training_patients": len(patients),
         "checkpoint": dg.MetadataValue.path(str(checkpoint)),
         "training_curves": image_metadata(curves, "training curves", url=artifact_url(run_id, "figures/training_curves.png")),
-        "best_val_dice_definition": "per-slice soft Dice pooled over the validation slices, used to pick the best epoch; "
+        "target": cfg.target,
+        "randomise": cfg.randomise,
+        "best_val_dice_definition": "per-slice hard Dice averaged over the validation slices (and over the regions of a "
+        "region model), used to pick the best epoch; "
         "segmentation_metrics' dice_3d is the mean per-patient 3D Dice after post-processing, so the two differ",
         "still_improving_at_last_epoch": still_improving,
         **mlflow_links(uri, run.info.experiment_id, run_id, model_name, version),

@@ -70,3 +70,26 @@ def postprocess_mask(
     for z in range(mask.shape[2]):
         mask[..., z] = ndimage.binary_fill_holes(mask[..., z])
     return mask
+
+
+def postprocess_labels(
+    probs: np.ndarray,
+    spacing: Sequence[float],
+    threshold: float = POSTPROCESS.threshold,
+    min_component_mm3: float = POSTPROCESS.min_component_mm3,
+    keep_largest: bool = False,
+) -> np.ndarray:
+    """Canonical labels (uint8, 0-3) from a region model's (3, X, Y, Z) probabilities (WT, TC, ET).
+
+    The whole tumour is post-processed exactly as a binary model's mask (`postprocess_mask` on the WT
+    channel); inside it, labels follow nnU-Net's region order (`regions.regions_to_labels`), and
+    voxels the clean-up added (filled holes) or whose region channels are all off become edema (2).
+    So the label map's whole tumour is the post-processed WT mask, voxel for voxel.
+    """
+    from gbm_assets.lib.segment.regions import regions_to_labels
+
+    whole = postprocess_mask(probs[0], spacing, threshold, min_component_mm3, keep_largest)
+    labels = regions_to_labels(probs, axis=0, threshold=threshold)
+    labels[~whole] = 0
+    labels[whole & (labels == 0)] = 2
+    return labels

@@ -16,7 +16,7 @@ import numpy as np
 
 from gbm_assets.lib.masks.native import save_native_mask
 from gbm_assets.lib.masks.overview import Thumb, thumb
-from gbm_assets.lib.masks.postprocess import postprocess_mask
+from gbm_assets.lib.masks.postprocess import postprocess_labels, postprocess_mask
 from gbm_assets.lib.preprocess.grid import voxel_volume_ml
 from gbm_assets.lib.preprocess.volumes import load_preprocessed
 from gbm_assets.lib.store.keyed import content_key, folder_files
@@ -63,17 +63,24 @@ def init_worker(checkpoint: str, threads: int) -> None:
 
 
 def segment_patient(task: MaskTask) -> dict:
-    """Segment one patient: the native-grid mask and its thumb written; its row (mask_path, voxels,
-    volume_ml, empty)."""
+    """Segment one patient: the native-grid mask and its thumb written; its row (mask_path, roi_scheme,
+    voxels, volume_ml, empty).
+
+    A binary model writes a 0/1 whole-tumour mask (roi_scheme "binary"); a region model writes canonical
+    labels 0-3 (`postprocess_labels`, roi_scheme "canonical"), so radiomics and tumor_burden give rows
+    for every region it predicts. voxels counts the whole tumour (label > 0) either way."""
     from gbm_assets.lib.segment.inference import predict_volume
 
     patient = load_preprocessed(Path(task.dir))
     prob = predict_volume(model_at(task.checkpoint), patient, task.model_input, batch_size=task.batch_size)
-    mask = postprocess_mask(prob, patient.spacing, task.threshold, task.min_component_mm3, task.keep_largest)
-    voxels = int(save_native_mask(mask, patient.transform, Path(task.mask_path)).sum())
+    regions = prob.ndim == 4  # (3, X, Y, Z): whole tumour, tumour core, enhancing
+    clean = postprocess_labels if regions else postprocess_mask
+    mask = clean(prob, patient.spacing, task.threshold, task.min_component_mm3, task.keep_largest)
+    voxels = int((save_native_mask(mask, patient.transform, Path(task.mask_path)) > 0).sum())
     truth = None if patient.labels is None else patient.labels > 0
-    save_thumb(thumb(task.patient_id, patient.images[0], mask, truth), thumb_path(task.mask_path))
-    return {"patient_id": task.patient_id, "status": "ok", "problems": "", "mask_path": task.mask_path, "voxels": voxels,
+    save_thumb(thumb(task.patient_id, patient.images[0], mask > 0, truth), thumb_path(task.mask_path))
+    return {"patient_id": task.patient_id, "status": "ok", "problems": "", "mask_path": task.mask_path,
+            "roi_scheme": "canonical" if regions else "binary", "voxels": voxels,
             "volume_ml": float(voxels * voxel_volume_ml(patient.transform.native_affine)), "empty": voxels == 0}  # fmt: skip
 
 

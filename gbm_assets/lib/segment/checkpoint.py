@@ -14,10 +14,26 @@ import torch
 from gbm_assets.lib.segment.unet import UNet
 from gbm_assets.lib.store.files import write_atomic
 
+TARGETS = ("binary", "regions")
+"""What a U-Net predicts: one whole-tumour channel, or the nested regions of `regions.REGION_CHANNELS`."""
 
-def architecture(in_channels: int, base: int, dropout: float) -> dict:
-    """The constructor arguments that rebuild a `UNet` (stored in the checkpoint and as run params)."""
-    return {"in_channels": int(in_channels), "base": int(base), "dropout": float(dropout)}
+
+def architecture(in_channels: int, base: int, dropout: float, out_channels: int = 1, target: str = "binary") -> dict:
+    """The constructor arguments that rebuild a `UNet` (stored in the checkpoint and as run params).
+
+    A binary model's dict is the one checkpoints held before region models existed (no out_channels /
+    target keys), so its checkpoint bytes do not change; a region model adds both."""
+    arch = {"in_channels": int(in_channels), "base": int(base), "dropout": float(dropout)}
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if target != "binary" or out_channels != 1:
+        arch |= {"out_channels": int(out_channels), "target": target}
+    return arch
+
+
+def model_target(model: UNet) -> str:
+    """"regions" for a multi-channel (region) U-Net, "binary" for a whole-tumour one."""
+    return "regions" if getattr(model, "out_channels", 1) > 1 else "binary"
 
 
 def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], arch: Mapping, input_name: str) -> Path:
@@ -27,10 +43,12 @@ def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], ar
 
 
 def load_checkpoint(path: str | Path) -> UNet:
-    """Rebuild the U-Net of a checkpoint written by `save_checkpoint` (eval mode, CPU)."""
+    """Rebuild the U-Net of a checkpoint written by `save_checkpoint` (eval mode, CPU).
+
+    Checkpoints without `out_channels` (all written before region models) are binary (one channel)."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     arch = blob["architecture"]
-    model = UNet(in_channels=arch["in_channels"], base=arch["base"], p=arch["dropout"])
+    model = UNet(in_channels=arch["in_channels"], base=arch["base"], p=arch["dropout"], out_channels=int(arch.get("out_channels", 1)))
     model.load_state_dict(blob["state_dict"])
     return model.eval()
 

@@ -1,7 +1,7 @@
 """Training slices of one model input for a list of patients, split by split, read lazily.
 
 Reads what the `training_slices` asset wrote under the data root:
-`volumes/training_slices/<cohort>/<input>_x.npy`, `y.npy` and the Parquet index. Nothing but
+`volumes/training_slices/<cohort>/<input>_x.npy`, `y.npy` (canonical labels 0-3) and the Parquet index. Nothing but
 the index is loaded up front: each split is a `SliceRows` view, an index of (cohort file, row)
 pairs whose rows are read from disk when a batch asks for them. Memory therefore stays at a few
 batches whatever the number of patients (issue 10); the old eager copy needed every slice of
@@ -37,7 +37,8 @@ class SliceRows:
 
     Row i of the view is row `rows[k][j]` of file k, files in the given order. Indexing with an
     int, a slice, a bool mask or an int array (any order) returns a fresh numpy array: float32
-    for `kind="x"`, bool (label > 0) for `kind="y"`, as the eager loader returned. Headers are
+    for `kind="x"`, bool (label > 0, whole tumour) for `kind="y"`, as the eager loader returned,
+    and the stored uint8 canonical labels (0-3) for `kind="labels"` (region models, randomisation). Headers are
     read with `np.load(mmap_mode="r")`; rows are read with positional reads (`os.preadv`) into
     the output, so the process never maps the files: touched pages of a memmap count in its RSS,
     while the kernel's page cache does not. Open descriptors are per process and not pickled,
@@ -49,8 +50,8 @@ class SliceRows:
     """
 
     def __init__(self, parts: Sequence[tuple[Path, np.ndarray]], kind: str = "x"):
-        if kind not in ("x", "y"):
-            raise ValueError(f"kind must be 'x' or 'y', got {kind!r}")
+        if kind not in ("x", "y", "labels"):
+            raise ValueError(f"kind must be 'x', 'y' or 'labels', got {kind!r}")
         self.kind, self.paths = kind, [Path(p) for p, _ in parts]
         self.rows = [np.asarray(r, dtype=np.int64) for _, r in parts]
         self._offsets, self._file_dtype, tail = [], None, None
@@ -68,7 +69,7 @@ class SliceRows:
             del header  # unmapped: only the header was needed
         self._starts = np.cumsum([0] + [len(r) for r in self.rows])
         self.shape = (int(self._starts[-1]), *(tail or (0,)))
-        self.dtype = np.dtype(np.float32 if kind == "x" else bool)
+        self.dtype = np.dtype({"x": np.float32, "y": bool}.get(kind, self._file_dtype or np.uint8))
         self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * (self._file_dtype or np.dtype(np.uint8)).itemsize
         self._fds: dict[int, int] = {}
         weakref.finalize(self, _close_all, self._fds)
@@ -123,6 +124,8 @@ class SliceRows:
         for k in np.unique(part):
             at = np.flatnonzero(part == k)
             self._read(int(k), self.rows[k][pos[at] - self._starts[k]], raw, at)
+        if self.kind == "labels":
+            return raw
         return raw > 0 if self.kind == "y" else np.asarray(raw, dtype=np.float32)
 
     def _read(self, k: int, file_rows: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
@@ -147,7 +150,8 @@ class SliceData:
 
     Attributes:
         x: split -> (N, C, H, W) float32 inputs, a lazy `SliceRows` view (indexing reads rows).
-        y: split -> (N, H, W) bool whole-tumour masks, likewise.
+        y: split -> (N, H, W) bool whole-tumour masks, likewise; uint8 canonical labels when loaded
+            with `labels=True`.
         index: split -> DataFrame (cohort, patient_id, slice, row, lesion_area_mm2, split), row-aligned.
     A split without rows is absent from the three dicts.
     """
@@ -157,8 +161,12 @@ class SliceData:
     index: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
-def load_slice_data(root: DataRoot, patients: pd.DataFrame, input_name: str, splits: Sequence[str] = ("train", "validation")) -> SliceData:
+def load_slice_data(root: DataRoot, patients: pd.DataFrame, input_name: str, splits: Sequence[str] = ("train", "validation"),
+                    labels: bool = False) -> SliceData:
     """The slices of `patients` (columns cohort, patient_id, split), in the requested splits, as lazy views.
+
+    `labels`: y holds the canonical labels (region models, domain randomisation) instead of the
+    whole-tumour mask (label > 0, the binary models' target; the same bytes are read either way).
 
     The split comes from `patients` (the `training_splits` table), not from the cohort's index.
     Order: cohorts sorted by name, then the cohort's array rows in order (as `training_slices`
@@ -189,7 +197,7 @@ def load_slice_data(root: DataRoot, patients: pd.DataFrame, input_name: str, spl
     for split, chunks in parts.items():
         if chunks:
             data.x[split] = SliceRows([(x, c["row"].to_numpy()) for x, _, c in chunks], "x")
-            data.y[split] = SliceRows([(y, c["row"].to_numpy()) for _, y, c in chunks], "y")
+            data.y[split] = SliceRows([(y, c["row"].to_numpy()) for _, y, c in chunks], "labels" if labels else "y")
             data.index[split] = pd.concat([c for _, _, c in chunks], ignore_index=True)
     return data
 

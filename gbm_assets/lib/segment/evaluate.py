@@ -6,6 +6,11 @@ HD95 are per patient, on the whole preprocessed volume (every axial slice predic
 same post-processing `lesion_masks` applies), averaged over the split's patients. The
 empty-mask policy of `metrics.volume_metrics` applies and one-sided empty cases are counted.
 Evaluation streams patients (issue 10): memory does not grow with the number of patients.
+
+Every row names its `region`: a binary model is scored on `whole_tumor` only; a region model on
+each of its nested regions (`regions.REGION_CHANNELS`), the pixel metrics from pooled per-region
+confusion counts (`regions.region_confusion`) and the 3D metrics from `regions.region_volume_metrics`
+on canonical labels (`masks.postprocess.postprocess_labels`); keep-largest is decided on whole tumour.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import pandas as pd
 from gbm_assets.lib.masks.postprocess import (
     POSTPROCESS,
     PostprocessSettings,
+    postprocess_labels,
     postprocess_mask,
 )
 from gbm_assets.lib.preprocess.volumes import PreprocessedPatient
@@ -30,28 +36,47 @@ from gbm_assets.lib.segment.metrics import (
     pixel_metrics,
     volume_metrics,
 )
+from gbm_assets.lib.segment.regions import (
+    REGION_CHANNELS,
+    region_confusion,
+    region_volume_metrics,
+    regions_to_labels,
+)
 from gbm_assets.lib.segment.unet import UNet
 
-METRIC_COLUMNS = ["sequence", "split", "metric", "value"]
-PATIENT_COLUMNS = ["sequence", "split", "cohort", "patient_id", "dice_3d", "hd95_mm", "pred_empty", "truth_empty"]
+WHOLE_TUMOR = "whole_tumor"
+"""The region of every binary model's row (and of rows written before regions existed)."""
+METRIC_COLUMNS = ["sequence", "split", "region", "metric", "value"]
+PATIENT_COLUMNS = ["sequence", "split", "cohort", "patient_id", "dice_3d", "hd95_mm", "pred_empty", "truth_empty", "region"]
 
 
 def volume_metric_rows(per_patient: pd.DataFrame) -> pd.DataFrame:
-    """Mean 3D Dice and HD95 per split from per-patient rows (PATIENT_COLUMNS)."""
-    means = per_patient.groupby(["sequence", "split"], sort=False)[["dice_3d", "hd95_mm"]].mean()
-    rows = [(seq, split, metric, float(means.loc[(seq, split), metric])) for seq, split in means.index for metric in ("dice_3d", "hd95_mm")]
+    """Mean 3D Dice and HD95 per split and region from per-patient rows (PATIENT_COLUMNS)."""
+    keys = ["sequence", "split", "region"]
+    means = per_patient.groupby(keys, sort=False)[["dice_3d", "hd95_mm"]].mean()
+    rows = [(*key, metric, float(means.loc[key, metric])) for key in means.index for metric in ("dice_3d", "hd95_mm")]
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
-def patient_volume_row(sequence: str, split: str, cohort: str, patient_id: str, pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> tuple:
-    """One PATIENT_COLUMNS row: 3D metrics of a whole predicted volume against its truth."""
-    m = volume_metrics(pred, truth, spacing)
-    return (sequence, split, cohort, patient_id, m["dice_3d"], m["hd95_mm"], m["pred_empty"], m["truth_empty"])
+def patient_volume_row(sequence: str, split: str, cohort: str, patient_id: str, pred: np.ndarray, truth: np.ndarray,
+                       spacing: Sequence[float], region: str = WHOLE_TUMOR, m: dict | None = None) -> tuple:
+    """One PATIENT_COLUMNS row: 3D metrics of a whole predicted volume against its truth (or the
+    already computed `volume_metrics` m of that region)."""
+    m = volume_metrics(pred, truth, spacing) if m is None else m
+    return (sequence, split, cohort, patient_id, m["dice_3d"], m["hd95_mm"], m["pred_empty"], m["truth_empty"], region)
+
+
+def with_region(metrics: pd.DataFrame) -> pd.DataFrame:
+    """segmentation_metrics rows with a `region` column: rows written before regions existed are whole tumour."""
+    if "region" not in metrics:
+        metrics = metrics.assign(region=WHOLE_TUMOR)
+    return metrics.assign(region=metrics["region"].fillna(WHOLE_TUMOR))
 
 
 def comparison_markdown(metrics: pd.DataFrame, split: str = "test") -> str:
     """A sequence x metric table for one split, like the study's cross-sequence comparison."""
     part = metrics[metrics["split"] == split]
+    part = part[with_region(part)["region"] == WHOLE_TUMOR]
     if part.empty:
         return f"(no {split} metrics yet)"
     table = part.pivot_table(index="sequence", columns="metric", values="value", sort=False)
@@ -95,6 +120,7 @@ def evaluate_model(
     draw, whatever the number of patients; rows come out in the splits' order in `data`.
     """
     splits = list(data.index)
+    regions = REGION_CHANNELS if getattr(model, "out_channels", 1) > 1 else (WHOLE_TUMOR,)
     pixel: dict[str, pd.DataFrame] = {}
     volume_rows: dict[str, list[tuple]] = {}
     pictures: dict[str, bytes] = {}
@@ -103,35 +129,48 @@ def evaluate_model(
         index = data.index[split]
         shown = set(np.concatenate(picture_rows(index)).tolist())
         kept_pred: dict[int, np.ndarray] = {}
-        counts = np.zeros(4, dtype=object)  # Python ints: no overflow over a cohort
+        counts = {r: np.zeros(4, dtype=object) for r in regions}  # Python ints: no overflow over a cohort
         both: list[dict[bool, tuple]] = []  # per patient: keep_largest -> its row (both settings on validation)
         positions = index.groupby(["cohort", "patient_id"], sort=False).indices
         for cohort, pid in index[["cohort", "patient_id"]].drop_duplicates().itertuples(index=False):
             patient = load_patient(cohort, pid)
             prob = predict_volume(model, patient, input_name, batch_size)
             at = np.sort(positions[(cohort, pid)])
-            pred = np.moveaxis(prob[..., index["slice"].to_numpy()[at]], -1, 0) > settings.threshold
-            counts += np.array(confusion_counts(pred, data.y[split][at]), dtype=object)
+            z, variants = index["slice"].to_numpy()[at], (False, True) if split == "validation" else (choice["keep_largest"],)
+            if len(regions) == 1:
+                pred = np.moveaxis(prob[..., z], -1, 0) > settings.threshold
+                counts[WHOLE_TUMOR] += np.array(confusion_counts(pred, data.y[split][at] > 0), dtype=object)
+                truth = patient.labels > 0
+                rows = {k: [patient_volume_row(input_name, split, cohort, pid,
+                                               postprocess_mask(prob, patient.spacing, settings.threshold, settings.min_component_mm3, k),
+                                               truth, patient.spacing)] for k in variants}  # fmt: skip
+            else:
+                pred_labels = np.moveaxis(regions_to_labels(prob[..., z], axis=0, threshold=settings.threshold), -1, 0)
+                for region, c in region_confusion(pred_labels, data.y[split][at], regions).items():
+                    counts[region] += np.array(c, dtype=object)
+                pred = pred_labels > 0
+                rows = {k: [patient_volume_row(input_name, split, cohort, pid, None, None, patient.spacing, r, m)
+                            for r, m in region_volume_metrics(postprocess_labels(prob, patient.spacing, settings.threshold,
+                                                                                 settings.min_component_mm3, k),
+                                                              patient.labels, patient.spacing, regions).items()]
+                        for k in variants}  # fmt: skip
             kept_pred.update((int(a), p) for a, p in zip(at, pred) if a in shown)
-            truth = patient.labels > 0
-            variants = (False, True) if split == "validation" else (choice["keep_largest"],)
-            rows = {k: patient_volume_row(input_name, split, cohort, pid,
-                                          postprocess_mask(prob, patient.spacing, settings.threshold, settings.min_component_mm3, k),
-                                          truth, patient.spacing) for k in variants}  # fmt: skip
             both.append(rows)
             del patient, prob
         if split == "validation" and both:
-            dice = {k: float(np.mean([r[k][4] for r in both])) for k in (False, True)}
+            dice = {k: float(np.mean([r[k][0][4] for r in both])) for k in (False, True)}  # the first region: whole tumour
             choice = {"keep_largest": bool(dice[True] > dice[False]), "val_dice_all_components": dice[False], "val_dice_largest_component": dice[True]}
-        volume_rows[split] = [r[choice["keep_largest"]] for r in both]
-        pixel[split] = pd.DataFrame([(input_name, split, k, v) for k, v in pixel_metrics(*(int(c) for c in counts)).items()],
-                                    columns=METRIC_COLUMNS)  # fmt: skip
+        volume_rows[split] = [row for r in both for row in r[choice["keep_largest"]]]
+        pixel[split] = pd.DataFrame([(input_name, split, region, k, v) for region in regions
+                                     for k, v in pixel_metrics(*(int(c) for c in counts[region])).items()], columns=METRIC_COLUMNS)  # fmt: skip
 
         def take(at: np.ndarray, split: str = split, kept: dict = kept_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            return data.x[split][at][:, 0], data.y[split][at], np.stack([kept[int(a)] for a in at])
+            return data.x[split][at][:, 0], data.y[split][at] > 0, np.stack([kept[int(a)] for a in at])
 
         pictures[f"{split}_overlay.png"], pictures[f"{split}_slices.gif"] = split_pictures(index, take)
     per_patient = pd.DataFrame([r for split in splits for r in volume_rows[split]], columns=PATIENT_COLUMNS)
     metrics = pd.concat([*(pixel[s] for s in splits), volume_metric_rows(per_patient)], ignore_index=True)
     pictures = {f"{s}_{name}": pictures[f"{s}_{name}"] for s in splits for name in ("overlay.png", "slices.gif")}
-    return Evaluation(metrics.sort_values(["split", "metric"], ignore_index=True), per_patient, pictures, choice)
+    order = {r: i for i, r in enumerate(regions)}
+    metrics = metrics.sort_values(["split", "region", "metric"], key=lambda s: s.map(order) if s.name == "region" else s, ignore_index=True)
+    return Evaluation(metrics, per_patient, pictures, choice)

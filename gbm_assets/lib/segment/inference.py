@@ -26,7 +26,7 @@ def model_input(patient: PreprocessedPatient, input_name: str) -> np.ndarray:
 
 def predict_volume(model: UNet, patient: PreprocessedPatient, input_name: str, batch_size: int = 16, *,
                    channels_last: bool | None = None, compile: bool | None = None) -> np.ndarray:  # fmt: skip
-    """(X, Y, Z) float32 lesion probabilities on the preprocessed grid.
+    """(X, Y, Z) float32 lesion probabilities on the preprocessed grid; (R, X, Y, Z) for a region model.
 
     channels_last / compile: the inference switches of `predict_slices` (None: on CUDA only).
     """

@@ -21,7 +21,7 @@ from gbm_assets.lib.contract import REGIONS
 from gbm_assets.lib.segment.losses import bce_dice_loss
 from gbm_assets.lib.segment.regions import REGION_CHANNELS
 
-__all__ = ["region_loss", "region_targets"]
+__all__ = ["batch_targets", "region_loss", "region_targets", "slice_dice"]
 
 
 def region_targets(labels: torch.Tensor, regions: Sequence[str] = REGION_CHANNELS) -> torch.Tensor:
@@ -58,3 +58,23 @@ def region_loss(logits: torch.Tensor, target: torch.Tensor, weights: Sequence[fl
     w = w / w.sum()
     terms = [bce_dice_loss(logits[:, r : r + 1], target[:, r : r + 1], bce_weight, dice_weight) for r in range(n_regions)]
     return sum(float(wr) * t for wr, t in zip(w, terms))
+
+
+def batch_targets(y: torch.Tensor, target: str) -> torch.Tensor:
+    """The training target of a (N, 1, H, W) label batch: whole tumour (label > 0, (N, 1, H, W)) for a
+    "binary" model, the nested `REGION_CHANNELS` ((N, 3, H, W)) for a "regions" model.
+
+    A 0/1 mask gives back the same values for "binary", so binary batches are unchanged whether the
+    slices were read as masks or as canonical labels."""
+    if target == "regions":
+        return region_targets(y[:, 0])
+    return (y > 0).to(y.dtype)
+
+
+def slice_dice(logits: torch.Tensor, target: torch.Tensor, cut: float) -> torch.Tensor:
+    """(N,) hard Dice per slice (logit > `cut`), averaged over the channels (regions); a channel with
+    empty prediction and empty truth scores 1, one with exactly one side empty 0."""
+    pred, truth = logits.float() > cut, target > 0.5
+    inter = (pred & truth).sum((2, 3))
+    denom = pred.sum((2, 3)) + truth.sum((2, 3))
+    return torch.where(denom == 0, 1.0, 2.0 * inter / denom.clamp(min=1)).mean(1)

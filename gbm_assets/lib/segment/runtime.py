@@ -28,6 +28,7 @@ __all__ = [
     "batch_source",
     "compiled_logits",
     "predict_slices",
+    "randomised_batch",
     "resolve_device",
     "resolve_switch",
     "seeded_run",
@@ -99,6 +100,17 @@ def seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+
+
+def randomised_batch(xb: torch.Tensor, yb: torch.Tensor, seed: int, epoch: int, batch: int) -> torch.Tensor:
+    """Domain randomisation (`lib/synth/randomise.randomise_batch`) of one training batch, on the host,
+    drawn from `default_rng([seed, epoch, batch])`: the same batch of the same epoch always gets the same
+    draws, whatever the workers or device. yb: (N, 1, H, W) canonical labels (per-tissue intensities)."""
+    from gbm_assets.lib.synth.randomise import randomise_batch
+
+    labels = yb[:, 0].round().to(torch.uint8).cpu().numpy()
+    out, _ = randomise_batch(np.random.default_rng([seed, epoch, batch]), xb.float().cpu().numpy(), labels)
+    return torch.from_numpy(out).to(xb.device)
 
 
 def memory_format(channels_last: bool) -> torch.memory_format:
@@ -202,7 +214,8 @@ def predict_slices(model: UNet, x: np.ndarray, batch_size: int = 16, *, channels
         compile: run through `torch.compile` (None: on CUDA only); compiled once per model.
 
     Returns:
-        (N, H, W) float32 probabilities in [0, 1]; (0, H, W) for no slices.
+        (N, H, W) float32 probabilities in [0, 1]; (0, H, W) for no slices. A region model
+        (`out_channels` R > 1) gives (N, R, H, W), one channel per region.
     """
     device = next(model.parameters()).device
     fmt = memory_format(resolve_switch(channels_last, device))
@@ -210,14 +223,16 @@ def predict_slices(model: UNet, x: np.ndarray, batch_size: int = 16, *, channels
     forward = compiled_logits(model, resolve_switch(compile, device))
     was_training = model.training
     model.eval()
-    out = torch.empty((len(x), *x.shape[-2:]), dtype=torch.float32, device=device)
+    regions = getattr(model, "out_channels", 1)
+    out = torch.empty((len(x), *(() if regions == 1 else (regions,)), *x.shape[-2:]), dtype=torch.float32, device=device)
     batches = [np.arange(i, min(i + batch_size, len(x))) for i in range(0, len(x), batch_size)]
     try:
         with torch.inference_mode():
             for idx, (xb, _) in zip(batches, batch_source(x, None, batches, 0, device)):
                 with autocast(device):
                     logits = forward(xb.contiguous(memory_format=fmt))
-                out[idx[0]:idx[-1] + 1] = torch.sigmoid(logits.float())[:, 0]
+                probs = torch.sigmoid(logits.float())
+                out[idx[0]:idx[-1] + 1] = probs[:, 0] if regions == 1 else probs
     finally:
         model.train(was_training)
     return out.cpu().numpy()

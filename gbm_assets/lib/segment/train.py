@@ -28,6 +28,8 @@ import torch
 from tqdm.auto import tqdm
 
 from gbm_assets.lib.segment.losses import bce_dice_loss
+from gbm_assets.lib.segment.region_loss import batch_targets, region_loss, slice_dice
+from gbm_assets.lib.segment.regions import REGION_CHANNELS
 from gbm_assets.lib.segment.runtime import (
     DeviceSlices,
     autocast,
@@ -35,6 +37,7 @@ from gbm_assets.lib.segment.runtime import (
     compiled_logits,
     memory_format,
     predict_slices,
+    randomised_batch,
     resolve_device,
     resolve_switch,
     seeded_run,
@@ -74,6 +77,12 @@ class TrainConfig:
         data_on_device: copy the slice arrays to the device once (None: on CUDA when they fit in
             a quarter of its free memory); otherwise batches are read (and pinned on CUDA) per step.
         threads: `torch.set_num_threads` during training (0: leave as is; restored afterwards).
+        target: "binary" (one whole-tumour channel, `bce_dice_loss`) or "regions" (the nested
+            `REGION_CHANNELS`, `region_loss`, best epoch by validation Dice averaged over regions);
+            "regions" needs canonical labels as y.
+        randomise: domain randomisation (`lib/synth/randomise`) of every training batch (never
+            validation), drawn from `default_rng([seed, epoch, batch index])`; y must hold canonical
+            labels for its per-tissue intensities.
     """
 
     base: int = 64
@@ -94,6 +103,8 @@ class TrainConfig:
     fused_adam: bool | None = None
     data_on_device: bool | None = None
     threads: int = 0
+    target: str = "binary"
+    randomise: bool = False
 
 
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -158,14 +169,15 @@ def _validate(forward, x, y, cfg: TrainConfig, device, on_device: DeviceSlices |
         for xb, yb in batch_source(x, y, batches, cfg.num_workers, device, on_device):
             with autocast(device):
                 logits = forward(xb.contiguous(memory_format=fmt))
-            loss_sum = loss_sum + bce_dice_loss(logits, yb) * len(xb)
-            pred, truth = logits.float() > cut, yb > 0.5
-            inter = (pred & truth).sum((1, 2, 3))
-            denom = pred.sum((1, 2, 3)) + truth.sum((1, 2, 3))
-            dice = torch.where(denom == 0, 1.0, 2.0 * inter / denom.clamp(min=1))
-            dice_sum = dice_sum + dice.sum()
+            target = batch_targets(yb, cfg.target)
+            loss_sum = loss_sum + _loss(logits, target, cfg.target) * len(xb)
+            dice_sum = dice_sum + slice_dice(logits, target, cut).sum()
     loss, dice = torch.stack([loss_sum, dice_sum]).tolist()
     return loss / len(x), dice / len(x)
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    return region_loss(logits, target) if kind == "regions" else bce_dice_loss(logits, target)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
@@ -196,7 +208,8 @@ def train_unet(
 
     Args:
         train_x: (N, C, H, W) float32 (any real dtype, read per batch; memmaps and `SliceRows` are not copied).
-        train_y: (N, H, W) or (N, 1, H, W) bool / uint8 masks, 1 = lesion.
+        train_y: (N, H, W) or (N, 1, H, W) bool / uint8 masks, 1 = lesion, or canonical labels 0-3
+            (needed by `config.target="regions"` and `config.randomise`; binary models train on label > 0).
         val_x: (M, C, H, W), as train_x.
         val_y: (M, H, W) or (M, 1, H, W), as train_y.
         config: `TrainConfig`; `in_channels` is taken from `train_x.shape[1]`.
@@ -209,6 +222,8 @@ def train_unet(
     _check(val_x, val_y, "val", min_slices=1)
     if config.schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {config.schedule!r}")
+    if config.target not in ("binary", "regions"):
+        raise ValueError(f"target must be 'binary' or 'regions', got {config.target!r}")
     with torch_threads(config.threads):
         return _train(train_x, train_y, val_x, val_y, config, on_epoch)
 
@@ -227,7 +242,8 @@ def _train(train_x, train_y, val_x, val_y, config: TrainConfig, on_epoch) -> Tra
     train_src = DeviceSlices(train_x, train_y, device) if on_device else None
     val_src = DeviceSlices(val_x, val_y, device) if on_device else None
     with seeded_run(config.seed, cuda_devices):
-        model = UNet(train_x.shape[1], config.base, config.dropout).to(device, memory_format=fmt)
+        out_channels = len(REGION_CHANNELS) if config.target == "regions" else 1
+        model = UNet(train_x.shape[1], config.base, config.dropout, out_channels).to(device, memory_format=fmt)
         forward = compiled_logits(model, resolve_switch(config.compile, device), config.compile_mode)
         fused = resolve_switch(config.fused_adam, device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=True if fused else None)
@@ -242,12 +258,14 @@ def _train(train_x, train_y, val_x, val_y, config: TrainConfig, on_epoch) -> Tra
             seen, loss_sum = 0, torch.zeros((), device=device)
             model.train()
             bar.set_description(f"epoch {epoch}/{config.epochs}")
-            for xb, yb in batch_source(train_x, train_y, batches, config.num_workers, device, train_src):
+            for b, (xb, yb) in enumerate(batch_source(train_x, train_y, batches, config.num_workers, device, train_src)):
+                if config.randomise:
+                    xb = randomised_batch(xb, yb, config.seed, epoch, b)
                 if config.augment:
                     xb, yb = _augment(xb, yb, rng)
                 with autocast(device):
                     logits = forward(xb.contiguous(memory_format=fmt))
-                loss = bce_dice_loss(logits, yb)
+                loss = _loss(logits, batch_targets(yb, config.target), config.target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -33,3 +33,20 @@ def test_keep_largest_component():
 
 def test_nothing_above_threshold_gives_an_empty_mask():
     assert not postprocess_mask(np.full((8, 8, 4), 0.2, np.float32), (1.0, 1.0, 1.0)).any()
+
+
+def test_region_probabilities_become_canonical_labels_inside_the_cleaned_whole_tumour():
+    from gbm_assets.lib.masks.postprocess import postprocess_labels
+
+    probs = np.zeros((3, 20, 20, 10), np.float32)
+    probs[0, 4:16, 4:16, 2:8] = 0.9  # whole tumour
+    probs[0, 9, 9, 5] = 0.1  # a hole: filled, becomes edema
+    probs[1, 6:14, 6:14, 3:7] = 0.9  # core
+    probs[2, 8:12, 8:12, 4:6] = 0.9  # enhancing
+    probs[2, 0, 0, 0] = 0.9  # an enhancing speck outside the whole tumour: dropped with it
+    probs[0, 18:20, 18:20, 0:1] = 0.9  # a small whole-tumour component: removed
+    labels = postprocess_labels(probs, (1.0, 1.0, 1.0), 0.5, min_component_mm3=50)
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 1, 2, 3}
+    assert (labels > 0).sum() == 12 * 12 * 6 and labels[0, 0, 0] == 0 and labels[19, 19, 0] == 0
+    assert labels[9, 9, 5] == 3 and labels[5, 5, 3] == 2 and labels[6, 6, 3] == 1
+    np.testing.assert_array_equal(labels > 0, postprocess_mask(probs[0], (1.0, 1.0, 1.0), 0.5, 50))  # WT is the binary clean-up

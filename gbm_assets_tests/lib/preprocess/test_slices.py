@@ -77,9 +77,12 @@ def test_write_slice_arrays_shapes_and_index(tmp_path, patients):
             np.testing.assert_array_equal(arrays["flair"][r, 0], patient.images[patient.sequences.index("flair"), :, :, z])
             stack = [patient.images[patient.sequences.index(s), :, :, z] for s in ("t1", "t2", "flair")]
             np.testing.assert_array_equal(arrays["stack"][r], np.stack(stack))
+            every = [patient.images[patient.sequences.index(s), :, :, z] for s in ("t1", "t1c", "t2", "flair")]
+            np.testing.assert_array_equal(arrays["all"][r], np.stack(every))  # `all`: T1, T1c, T2, FLAIR as four channels
             sx, sy, _ = patient.spacing
             assert area == pytest.approx((patient.labels[:, :, z] > 0).sum() * sx * sy)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
+    assert arrays["all"].shape[1] == 4 and set(np.unique(y)) == {0, 1, 2, 3}  # canonical labels, not a binary mask
 
     again, _ = write_slice_arrays(tmp_path / "again", patients, SliceConfig(lesion_free_fraction=0.5, seed=3))
     pd.testing.assert_frame_equal(again, index)

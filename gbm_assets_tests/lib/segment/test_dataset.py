@@ -109,9 +109,10 @@ def eager_metrics(model, input_name, eager, load_patient, settings=POSTPROCESS):
     if predicted.get("validation"):
         dice = {k: np.mean([r[4] for r in rows("validation", k)]) for k in (False, True)}
         keep = bool(dice[True] > dice[False])
-    per_patient = pd.DataFrame([r for s in predicted for r in rows(s, keep)], columns=["sequence", "split", "cohort", "patient_id", "dice_3d",
-                                                                                       "hd95_mm", "pred_empty", "truth_empty"])  # fmt: skip
-    metrics = pd.concat([pd.DataFrame(pixel, columns=["sequence", "split", "metric", "value"]), volume_metric_rows(per_patient)], ignore_index=True)
+    per_patient = pd.DataFrame([r[:8] for s in predicted for r in rows(s, keep)], columns=["sequence", "split", "cohort", "patient_id", "dice_3d",
+                                                                                           "hd95_mm", "pred_empty", "truth_empty"])  # fmt: skip
+    volume = volume_metric_rows(per_patient.assign(region="whole_tumor")).drop(columns="region")
+    metrics = pd.concat([pd.DataFrame(pixel, columns=["sequence", "split", "metric", "value"]), volume], ignore_index=True)
     return metrics.sort_values(["split", "metric"], ignore_index=True), per_patient
 
 
@@ -177,8 +178,9 @@ def test_streamed_evaluation_gives_the_eager_numbers_holding_one_patient(root, p
     most[0] = 0
     metrics, per_patient = eager_metrics(model, "stack", eager_load(root, patients, "stack", SPLITS), load)
     assert most[0] == 10  # the reference holds them all: the count above can fail
-    pd.testing.assert_frame_equal(result.metrics, metrics, check_exact=True)
-    pd.testing.assert_frame_equal(result.per_patient, per_patient, check_exact=True)
+    assert set(result.metrics["region"]) == set(result.per_patient["region"]) == {"whole_tumor"}  # a binary model: whole tumour only
+    pd.testing.assert_frame_equal(result.metrics.drop(columns="region"), metrics, check_exact=True)
+    pd.testing.assert_frame_equal(result.per_patient.drop(columns="region"), per_patient, check_exact=True)
     assert list(result.pictures) == [f"{s}_{n}" for s in SPLITS for n in ("overlay.png", "slices.gif")]
 
 
@@ -222,3 +224,26 @@ def test_missing_arrays_and_lesion_free_training_fail_clearly(root, patients, tm
     data.y["train"] = SliceRows([(y, np.arange(4))], "y")
     with pytest.raises(ValueError, match="no lesion pixels"):
         require_trainable(data)
+
+
+def test_a_region_model_is_scored_per_region_on_canonical_labels(root, patients):
+    torch.manual_seed(0)
+    data = load_slice_data(root, patients, "stack", SPLITS, labels=True)
+    assert data.y["train"].dtype == np.uint8 and set(np.unique(data.y["train"][:])) == {0, 1, 2, 3}
+    model = UNet(data.x["train"].shape[1], base=4, out_channels=3).eval()
+    with torch.no_grad():
+        model.head.bias.copy_(torch.tensor([4.0, -4.0, -4.0]))  # WT on everywhere, TC and ET off: edema everywhere
+
+    def load(cohort, pid):
+        return load_preprocessed(root.volume_dir("preprocessed", cohort, pid))
+
+    result = evaluate_model(model, "stack", data, load)
+    regions = ["whole_tumor", "tumor_core", "enhancing"]
+    for split in SPLITS:
+        part = result.metrics[result.metrics["split"] == split]
+        assert part["region"].unique().tolist() == regions and len(part) == 3 * 9
+    assert len(result.per_patient) == 3 * 10 and set(result.per_patient["region"]) == set(regions)
+    dice = result.per_patient.groupby("region")["dice_3d"].mean()
+    assert dice["whole_tumor"] < 1 and dice["enhancing"] < 1
+    sensitivity = result.metrics.query("metric == 'sensitivity'").groupby("region")["value"].agg(["min", "max"])
+    assert sensitivity.loc["whole_tumor", "min"] == 1 and sensitivity.loc[["tumor_core", "enhancing"], "max"].eq(0).all()
