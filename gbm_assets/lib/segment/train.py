@@ -181,14 +181,11 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    """None for "constant"; OneCycle (peak `lr`) or cosine decay to 0 over every step otherwise."""
-    if cfg.schedule == "constant":
-        return None
+    """None for "constant"; OneCycle (peak `lr`) or cosine decay to 0 over every step (`train_unet` checked the name)."""
+    steps = max(total_steps, 1)
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total_steps, 1))
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
-    raise ValueError(f"schedule must be one of {SCHEDULES}, got {cfg.schedule!r}")
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps) if cfg.schedule == "cosine" else None
 
 
 def train_unet(

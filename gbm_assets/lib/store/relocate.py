@@ -51,9 +51,7 @@ def _old_prefixes(db: sqlite3.Connection, current: str) -> set[str]:
     return found
 
 
-def relocate_artifacts(
-    db_path: Path, artifact_root: Path, lock_dir: Path
-) -> dict[str, int]:
+def relocate_artifacts(db_path: Path, artifact_root: Path, lock_dir: Path) -> dict[str, int]:
     """Rewrite the artifact locations the SQLite store `db_path` recorded under another root to `artifact_root`.
 
     Why: MLflow stores absolute `file://` URIs, so a copied or moved data root would download its
@@ -68,26 +66,17 @@ def relocate_artifacts(
     with closing(sqlite3.connect(db_path)) as db:
         try:
             stale = _old_prefixes(db, current)
-        except (
-            sqlite3.OperationalError
-        ):  # no experiments table yet: MLflow has not created the schema
+        except sqlite3.OperationalError:  # no experiments table yet: MLflow has not created the schema
             return {}
     if not stale:
         return {}
     done: dict[str, int] = {}
     with store_lock(lock_dir), closing(sqlite3.connect(db_path, timeout=60)) as db, db:
         db.execute("BEGIN IMMEDIATE")
-        tables = {
-            row[0]
-            for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-        for old in _old_prefixes(
-            db, current
-        ):  # again, under the lock: another process may have done it
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for old in _old_prefixes(db, current):  # again, under the lock: another process may have done it
             for table, column in ARTIFACT_COLUMNS:
-                if table not in tables or column not in {
-                    r[1] for r in db.execute(f"PRAGMA table_info({table})")
-                }:
+                if table not in tables or column not in {r[1] for r in db.execute(f"PRAGMA table_info({table})")}:
                     continue
                 rows = db.execute(
                     f"UPDATE {table} SET {column} = ? || substr({column}, ?) "

@@ -67,9 +67,7 @@ class TrackingStore:
     lock_dir: Path
 
     @classmethod
-    def for_data_root(
-        cls, root: Path, tracking_uri: str | None = None
-    ) -> TrackingStore:
+    def for_data_root(cls, root: Path, tracking_uri: str | None = None) -> TrackingStore:
         """The store of a data root: `sqlite:///<root>/mlflow.db` unless `tracking_uri` names another.
 
         The root's own SQLite store is relocated to this root first (`relocate_artifacts`), so a
@@ -105,15 +103,11 @@ def ensure_experiment(store: TrackingStore, name: str) -> str:
         if experiment is not None:
             return experiment.experiment_id
         store.artifact_root.mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(
-            name, artifact_location=store.artifact_root.as_uri() + f"/{name}"
-        )
+        return client.create_experiment(name, artifact_location=store.artifact_root.as_uri() + f"/{name}")
 
 
 @contextmanager
-def tracked_run(
-    store: TrackingStore, experiment: str, run_name: str, tags: Mapping[str, str]
-) -> Iterator[object]:
+def tracked_run(store: TrackingStore, experiment: str, run_name: str, tags: Mapping[str, str]) -> Iterator[object]:
     """Start one MLflow run in `experiment`, tagged with `tags`; yields the active run.
 
     Inside the block the fluent API (`mlflow.log_*`, `mlflow.<flavor>.log_model`) writes to `store`.
@@ -123,9 +117,7 @@ def tracked_run(
     experiment_id = ensure_experiment(store, experiment)
     with (
         using_tracking_uri(store.tracking_uri),
-        mlflow.start_run(
-            experiment_id=experiment_id, run_name=run_name, tags=dict(tags)
-        ) as run,
+        mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run,
     ):
         yield run
 
@@ -157,9 +149,7 @@ def log_metric_history(
         client.log_batch(run_id, metrics=metrics[start : start + 900])
 
 
-def log_run_metrics(
-    tracking_uri: str, run_id: str, metrics: Mapping[str, float]
-) -> None:
+def log_run_metrics(tracking_uri: str, run_id: str, metrics: Mapping[str, float]) -> None:
     """Add `metrics` (name -> value, step 0) to a finished or running run, in batches."""
     from mlflow.entities import Metric
 
@@ -170,9 +160,7 @@ def log_run_metrics(
         client.log_batch(run_id, metrics=rows[start : start + 900])
 
 
-def log_and_register(
-    log_model: Callable[..., object], model: object, model_name: str, **kwargs
-) -> str:
+def log_and_register(log_model: Callable[..., object], model: object, model_name: str, **kwargs) -> str:
     """Inside `tracked_run`: log `model` with a flavour's `log_model` (e.g. `mlflow.pytorch.log_model`,
     `mlflow.sklearn.log_model`) as artifact "model", register it as `model_name`; return the new version."""
     info = log_model(model, name="model", registered_model_name=model_name, **kwargs)
@@ -189,9 +177,7 @@ def load_registered(
     import mlflow.pyfunc
 
     with using_tracking_uri(tracking_uri):
-        return (load_model or mlflow.pyfunc.load_model)(
-            f"models:/{model_name}/{version}"
-        )
+        return (load_model or mlflow.pyfunc.load_model)(f"models:/{model_name}/{version}")
 
 
 def version_run_id(tracking_uri: str, model_name: str, version: str) -> str:
@@ -204,31 +190,21 @@ def champion_version(tracking_uri: str, model_name: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return str(
-            _client(tracking_uri)
-            .get_model_version_by_alias(model_name, CHAMPION)
-            .version
-        )
+        return str(_client(tracking_uri).get_model_version_by_alias(model_name, CHAMPION).version)
     except MlflowException:
         return None
 
 
-def champion_metric(
-    model_name: str, metric: str, tracking_uri: str | None = None
-) -> tuple[str | None, float | None]:
+def champion_metric(model_name: str, metric: str, tracking_uri: str | None = None) -> tuple[str | None, float | None]:
     """The current champion's version and its run's value of `metric` (None, None when there is none)."""
     version = champion_version(tracking_uri, model_name)
     if version is None:
         return None, None
-    run = _client(tracking_uri).get_run(
-        version_run_id(tracking_uri, model_name, version)
-    )
+    run = _client(tracking_uri).get_run(version_run_id(tracking_uri, model_name, version))
     return version, run.data.metrics.get(metric)
 
 
-def should_promote(
-    candidate: float, champion: float | None, higher_is_better: bool = True
-) -> bool:
+def should_promote(candidate: float, champion: float | None, higher_is_better: bool = True) -> bool:
     """True when the candidate strictly beats the champion (or there is no champion yet)."""
     if champion is None:
         return True
@@ -251,13 +227,9 @@ def promote_if_better(
         the champion stays champion (`promoted` False).
     """
     previous_version, previous_value = champion_metric(model_name, metric, tracking_uri)
-    promoted = previous_version != str(version) and should_promote(
-        value, previous_value, higher_is_better
-    )
+    promoted = previous_version != str(version) and should_promote(value, previous_value, higher_is_better)
     if promoted:
-        _client(tracking_uri).set_registered_model_alias(
-            model_name, CHAMPION, str(version)
-        )
+        _client(tracking_uri).set_registered_model_alias(model_name, CHAMPION, str(version))
     return {
         "promoted": promoted,
         "champion_version": str(version) if promoted else previous_version,
@@ -268,14 +240,10 @@ def promote_if_better(
 
 def version_tags(tracking_uri: str, model_name: str, version: str) -> dict[str, str]:
     """The tags of a registered version ({} when it has none)."""
-    return dict(
-        _client(tracking_uri).get_model_version(model_name, str(version)).tags or {}
-    )
+    return dict(_client(tracking_uri).get_model_version(model_name, str(version)).tags or {})
 
 
-def set_version_tag(
-    tracking_uri: str, model_name: str, version: str, key: str, value: str
-) -> None:
+def set_version_tag(tracking_uri: str, model_name: str, version: str, key: str, value: str) -> None:
     """Set one tag on a registered version."""
     _client(tracking_uri).set_model_version_tag(model_name, str(version), key, value)
 
@@ -286,9 +254,7 @@ def run_data(tracking_uri: str, run_id: str) -> tuple[dict[str, str], dict[str, 
     return dict(run.data.params), dict(run.data.metrics)
 
 
-def download_run_artifacts(
-    tracking_uri: str, run_id: str, artifact_path: str, dst: str | Path | None = None
-) -> Path:
+def download_run_artifacts(tracking_uri: str, run_id: str, artifact_path: str, dst: str | Path | None = None) -> Path:
     """Local copy of a run's artifact file or folder (under `dst`, or a temp folder)."""
     import mlflow.artifacts
 
@@ -297,10 +263,6 @@ def download_run_artifacts(
     return Path(path)
 
 
-def log_run_artifacts(
-    tracking_uri: str, run_id: str, folder: str | Path, artifact_path: str | None = None
-) -> None:
+def log_run_artifacts(tracking_uri: str, run_id: str, folder: str | Path, artifact_path: str | None = None) -> None:
     """Upload every file of `folder` to a run's artifacts under `artifact_path`."""
-    _client(tracking_uri).log_artifacts(
-        run_id, str(folder), artifact_path=artifact_path
-    )
+    _client(tracking_uri).log_artifacts(run_id, str(folder), artifact_path=artifact_path)

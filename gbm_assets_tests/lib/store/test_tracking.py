@@ -43,9 +43,7 @@ from gbm_assets.lib.store.tracking import (
         (5.0, 6.0, False, True),
     ],
 )
-def test_should_promote_only_when_strictly_better(
-    candidate, champion, higher, expected
-):
+def test_should_promote_only_when_strictly_better(candidate, champion, higher, expected):
     assert should_promote(candidate, champion, higher) is expected
 
 
@@ -54,14 +52,10 @@ def test_champion_moves_only_to_a_better_version(tmp_path, monkeypatch):
     store = TrackingStore.for_data_root(tmp_path)
     uri = store.tracking_uri
     assert uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    assert ensure_experiment(store, "exp") == ensure_experiment(
-        store, "exp"
-    )  # created once
+    assert ensure_experiment(store, "exp") == ensure_experiment(store, "exp")  # created once
     client = MlflowClient(uri)
     client.create_registered_model("m")
-    assert champion_version(uri, "m") is None and champion_metric(
-        "m", "val_dice", uri
-    ) == (None, None)
+    assert champion_version(uri, "m") is None and champion_metric("m", "val_dice", uri) == (None, None)
     decisions = []
     for dice in (0.80, 0.70, 0.90):
         with tracked_run(store, "exp", "r", {"dagster.run_id": "x"}) as run:
@@ -69,32 +63,19 @@ def test_champion_moves_only_to_a_better_version(tmp_path, monkeypatch):
         version = client.create_model_version(
             "m", source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id
         ).version
-        decisions.append(
-            promote_if_better("m", version, "val_dice", dice, tracking_uri=uri)
-        )
+        decisions.append(promote_if_better("m", version, "val_dice", dice, tracking_uri=uri))
     assert [d["promoted"] for d in decisions] == [True, False, True]
-    assert (
-        str(client.get_model_version_by_alias("m", CHAMPION).version)
-        == "3"
-        == champion_version(uri, "m")
-    )
+    assert str(client.get_model_version_by_alias("m", CHAMPION).version) == "3" == champion_version(uri, "m")
     assert champion_metric("m", "val_dice", uri) == ("3", 0.90)
-    assert (
-        decisions[1]["champion_version"] == "1"
-        and decisions[1]["previous_value"] == 0.80
-    )
-    again = promote_if_better(
-        "m", "3", "val_dice", 0.90, tracking_uri=uri
-    )  # the champion stays champion
+    assert decisions[1]["champion_version"] == "1" and decisions[1]["previous_value"] == 0.80
+    again = promote_if_better("m", "3", "val_dice", 0.90, tracking_uri=uri)  # the champion stays champion
     assert not again["promoted"] and again["champion_version"] == "3"
     assert client.get_run(run.info.run_id).data.tags["dagster.run_id"] == "x"
     assert version_run_id(uri, "m", "3") == run.info.run_id
     assert version_tags(uri, "m", "3") == {}
     set_version_tag(uri, "m", "3", "postprocess.keep_largest_component", "true")
     assert version_tags(uri, "m", "3") == {"postprocess.keep_largest_component": "true"}
-    assert (
-        "MLFLOW_TRACKING_URI" not in os.environ
-    )  # nothing leaked into the environment
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # nothing leaked into the environment
 
 
 class _Doubler(mlflow.pyfunc.PythonModel):
@@ -102,12 +83,8 @@ class _Doubler(mlflow.pyfunc.PythonModel):
         return model_input * 2
 
 
-def test_log_register_load_metrics_and_artifacts_with_explicit_uris(
-    tmp_path, monkeypatch
-):
-    monkeypatch.setenv(
-        "MLFLOW_TRACKING_URI", "sqlite:////nonexistent/elsewhere.db"
-    )  # a user's setting, never used
+def test_log_register_load_metrics_and_artifacts_with_explicit_uris(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////nonexistent/elsewhere.db")  # a user's setting, never used
     store = TrackingStore.for_data_root(tmp_path / "root")
     uri = store.tracking_uri
     with tracked_run(store, "exp", "r", {}) as run:
@@ -116,12 +93,8 @@ def test_log_register_load_metrics_and_artifacts_with_explicit_uris(
             [{"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.25}],
             tracking_uri=uri,
         )
-        version = log_and_register(
-            mlflow.pyfunc.log_model, None, "doubler", python_model=_Doubler()
-        )
-    assert (
-        os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////nonexistent/elsewhere.db"
-    )  # restored
+        version = log_and_register(mlflow.pyfunc.log_model, None, "doubler", python_model=_Doubler())
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:////nonexistent/elsewhere.db"  # restored
     assert version == "1"
     log_run_metrics(uri, run.info.run_id, {"test_dice": 0.7})
     params, metrics = run_data(uri, run.info.run_id)
@@ -146,9 +119,7 @@ def test_using_tracking_uri_restores_mlflow_and_the_environment(tmp_path, monkey
     before = mlflow.get_tracking_uri()
     with using_tracking_uri(f"sqlite:///{tmp_path / 'x.db'}"):
         assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'x.db'}"
-    assert (
-        mlflow.get_tracking_uri() == before and "MLFLOW_TRACKING_URI" not in os.environ
-    )
+    assert mlflow.get_tracking_uri() == before and "MLFLOW_TRACKING_URI" not in os.environ
 
 
 def _digest(path) -> str:
@@ -189,14 +160,10 @@ def test_a_copied_data_root_reads_its_own_artifacts_and_models(tmp_path, monkeyp
     folder.mkdir()
     (folder / "a.txt").write_text("from a")
     log_run_artifacts(store_a.tracking_uri, run_id, folder, artifact_path="figures")
-    client_a = MlflowClient(
-        store_a.tracking_uri
-    )  # version 2: its source a file:// path (pre-MLflow-3 style)
+    client_a = MlflowClient(store_a.tracking_uri)  # version 2: its source a file:// path (pre-MLflow-3 style)
     client_a.create_model_version(
         "clf",
-        source=client_a.search_logged_models([run.info.experiment_id])[
-            0
-        ].artifact_location,
+        source=client_a.search_logged_models([run.info.experiment_id])[0].artifact_location,
         run_id=run_id,
     )
     assert store_a.relocate() == {}  # a root's own store: nothing to do
@@ -210,39 +177,22 @@ def test_a_copied_data_root_reads_its_own_artifacts_and_models(tmp_path, monkeyp
 
     store_b = TrackingStore.for_data_root(b)  # relocates B's store to B
     moved = _locations(b / "mlflow.db")
-    assert (
-        sum(str(a) in loc for loc in moved) == 0
-        and sum(str(b) in loc for loc in moved) >= 6
-    )
-    assert any(
-        loc.startswith("models:/") for loc in moved
-    )  # MLflow 3 sources that are no path stay as they are
+    assert sum(str(a) in loc for loc in moved) == 0 and sum(str(b) in loc for loc in moved) >= 6
+    assert any(loc.startswith("models:/") for loc in moved)  # MLflow 3 sources that are no path stay as they are
     assert store_b.relocate() == {}  # once
     assert _digest(a_db) == before  # the original's database is untouched
-    dl = download_run_artifacts(
-        store_b.tracking_uri, run_id, "figures", tmp_path / "dl_b"
-    )
+    dl = download_run_artifacts(store_b.tracking_uri, run_id, "figures", tmp_path / "dl_b")
     assert (dl / "a.txt").read_text() == "from b"
     assert (
-        download_run_artifacts(
-            store_a.tracking_uri, run_id, "figures", tmp_path / "dl_a"
-        )
-        / "a.txt"
+        download_run_artifacts(store_a.tracking_uri, run_id, "figures", tmp_path / "dl_a") / "a.txt"
     ).read_text() == "from a"
 
-    a.rename(
-        tmp_path / "a" / "renamed"
-    )  # the original gone: B still downloads and loads its models
+    a.rename(tmp_path / "a" / "renamed")  # the original gone: B still downloads and loads its models
     assert (
-        download_run_artifacts(
-            store_b.tracking_uri, run_id, "figures", tmp_path / "dl_b2"
-        )
-        / "a.txt"
+        download_run_artifacts(store_b.tracking_uri, run_id, "figures", tmp_path / "dl_b2") / "a.txt"
     ).read_text() == "from b"
     for v in (version, "2"):
-        model = load_registered(
-            store_b.tracking_uri, "clf", v, mlflow.sklearn.load_model
-        )
+        model = load_registered(store_b.tracking_uri, "clf", v, mlflow.sklearn.load_model)
         assert model.predict(np.array([[0.0], [3.0]])).tolist() == [0, 1]
 
 
@@ -258,9 +208,7 @@ def test_only_exact_old_root_prefixes_are_rewritten(tmp_path, monkeypatch):
             "INSERT INTO experiments (name, artifact_location, lifecycle_stage) VALUES (?, ?, 'active')",
             ("other", f"{old}2/other"),
         )
-        default = db.execute(
-            "SELECT artifact_location FROM experiments WHERE name = 'Default'"
-        ).fetchone()[0]
+        default = db.execute("SELECT artifact_location FROM experiments WHERE name = 'Default'").fetchone()[0]
     done = TrackingStore(
         f"sqlite:///{b.resolve() / 'mlflow.db'}",
         b.resolve() / "mlartifacts",
