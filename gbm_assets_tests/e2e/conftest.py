@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from gbm_assets_tests.conftest import PROJECT_ROOT
+from gbm_assets_tests.conftest import PROJECT_ROOT, free_port
 
 CHROMIUM = Path(os.environ.get("GBM_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -55,12 +54,6 @@ def _missing_browser(reason: str):
     if os.environ.get("GBM_REQUIRE_BROWSER") == "1":
         pytest.fail(f"{reason} (GBM_REQUIRE_BROWSER=1: run `bash scripts/install_browser.sh`)")
     pytest.skip(f"{reason}; run `bash scripts/install_browser.sh` to enable the browser tests")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
