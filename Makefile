@@ -15,7 +15,7 @@ DEMO_PATIENTS ?= 40
 DEMO_SEED ?= 7
 PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install demo demo-real test test-fast screenshots dev validate sql clean-data
+.PHONY: install demo demo-quick demo-real test test-fast screenshots dev validate sql clean-data
 
 # The install order matters:
 # - torch==2.13.0 exactly: it resolves to the CPU wheel on the reference machines; a looser
@@ -52,6 +52,18 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	@echo
 	@echo "Open the UI:      make dev   (then http://127.0.0.1:3000)"
 	@echo "Query the tables: $(BIN)/gbm-assets sql \"select * from radiomic_features_wide limit 5\""
+
+# The whole graph in minutes, at lower quality (README "The demo cohort" has the trade-off): phantoms at
+# 64 x 64 x 32 and 3 x 3 x 5 mm, one U-Net (stack, 20 epochs), one CV repeat per classifier (demo/quick/).
+# Its own data root and Dagster home, so its 64-pixel models never meet make demo's in one registry.
+QUICK_DATA_ROOT ?= $(CURDIR)/data-quick
+QUICK_DAGSTER_HOME ?= $(CURDIR)/.dagster-quick
+demo-quick: install
+	mkdir -p $(QUICK_DAGSTER_HOME) && cp dagster.yaml $(QUICK_DAGSTER_HOME)/dagster.yaml
+	GBM_DATA_ROOT=$(QUICK_DATA_ROOT) DAGSTER_HOME=$(QUICK_DAGSTER_HOME) $(PY) -m gbm_assets.demo --cohort $(DEMO_COHORT) \
+		--patients $(DEMO_PATIENTS) --seed $(DEMO_SEED) --inputs stack --config-dir demo/quick
+	@echo
+	@echo "Open the UI:      make dev GBM_DATA_ROOT=$(QUICK_DATA_ROOT) DAGSTER_HOME=$(QUICK_DAGSTER_HOME)"
 
 # The real TCGA-06-1802 case from ../shared/data (HD-GLIO labels, Xena clinical row), scored
 # from ingestion to subtype predictions with the models `make demo` trained (run it first).

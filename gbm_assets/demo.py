@@ -15,7 +15,8 @@ U-Nets train (`demo_longitudinal`: masks, burden, progression; no radiomics, no 
 is reported, not fatal: the demo goes on and the summary shows what was not promoted.
 
 Run configs come from `demo/` (YAML files with a top-level `ops:` key, as `dagster asset
-materialize -c` reads them).
+materialize -c` reads them); `demo/synth.yaml` gives the phantoms' geometry (`shape`, `spacing`:
+`lib/synth/phantom.SynthOptions`), which `prepare.yaml` and `longitudinal.yaml` resample to unchanged.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ STAGES: tuple[Stage, ...] = (
                                 "tumor_progression"), "longitudinal", "longitudinal.yaml"),  # fmt: skip
     Stage("demo_classifier", ("subtype_training_table", "subtype_classifier", "subtype_champion", "target_training_table",
                               "idh_classifier", "idh_champion", "short_survival_classifier", "short_survival_champion",
-                              "survival_model"), None),  # fmt: skip
+                              "survival_model"), None, "classifier.yaml"),  # fmt: skip
     Stage("demo_predict", ("subtype_predictions", "idh_predictions", "short_survival_predictions", "survival_view"), "cohort"),
 )
 LONGITUDINAL_SUBJECTS = 6
@@ -99,6 +100,14 @@ def load_run_config(path: Path | None) -> dict:
     if path is None or not path.is_file():
         return {}
     return dict(yaml.safe_load(path.read_text()) or {})
+
+
+def synth_options(config_dir: Path):
+    """The phantoms' `SynthOptions` from `<config_dir>/synth.yaml` (keys of SynthOptions; none: its defaults)."""
+    from gbm_assets.lib.synth.phantom import SynthOptions
+
+    values = load_run_config(config_dir / "synth.yaml")
+    return SynthOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 def demo_jobs(stages: tuple[Stage, ...] = STAGES) -> list:
@@ -197,10 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     timings = Timings([("imports", time.perf_counter() - started)])
     if not args.skip_synth:
         t0 = time.perf_counter()
-        write_cohort(root.cohorts_dir, args.cohort, args.patients, args.seed)
+        options = synth_options(args.config_dir)
+        write_cohort(root.cohorts_dir, args.cohort, args.patients, args.seed, options)
         if args.longitudinal_subjects > 0:
             write_longitudinal_cohort(root.cohorts_dir, f"{args.cohort}_long", args.longitudinal_subjects, args.seed,
-                                      timepoints=LONGITUDINAL_TIMEPOINTS)
+                                      options, timepoints=LONGITUDINAL_TIMEPOINTS)
         timings.rows.append(("synth", time.perf_counter() - t0))
     register_cohort(args.cohort)
     longitudinal = f"{args.cohort}_long" if args.longitudinal_subjects > 0 else None

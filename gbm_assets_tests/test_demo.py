@@ -18,17 +18,42 @@ from gbm_assets_tests.conftest import add_cohort, code_location, resources
 DEMO_DIR = Path(__file__).resolve().parents[1] / "demo"
 
 
-def test_every_demo_run_config_validates_against_its_job():
+PROFILES = [DEMO_DIR, DEMO_DIR / "quick"]
+"""make demo's run configs and make demo-quick's."""
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
+def test_every_demo_run_config_validates_against_its_job(profile):
     defs = code_location()  # the demo's jobs are part of the code location (gbm_assets/defs/demo.py)
     names = [s.job for s in demo.STAGES]
     assert len(set(names)) == len(names)
     for stage in demo.STAGES:
         job = defs.resolve_job_def(stage.job)
         assert job.tags[demo.DEMO_TAG] == "true"
-        config = demo.load_run_config(DEMO_DIR / stage.config if stage.config else None)
+        config = demo.load_run_config(profile / stage.config if stage.config else None)
         assert dg.validate_run_config(job, config), stage.job
     selected = {a for s in demo.STAGES for a in s.assets}
     assert selected == {k.to_user_string() for k in code_location().resolve_asset_graph().get_all_asset_keys()}  # the whole graph
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.name)
+def test_each_profile_preprocesses_its_phantoms_on_their_own_grid(profile):
+    """Both cohorts of a profile are resampled to the phantoms' in-plane spacing and field of view, so the
+    longitudinal cohort meets the U-Nets on the grid they were trained on, and nothing is up- or downsampled."""
+    options = demo.synth_options(profile)
+    for name in ("prepare.yaml", "longitudinal.yaml"):
+        config = demo.load_run_config(profile / name)["ops"]["preprocessed_volumes"]["config"]
+        assert config["target_spacing_mm"] == options.spacing[0] == options.spacing[1], (profile, name)
+        assert config["size"] == options.shape[0] == options.shape[1], (profile, name)
+
+
+def test_synth_options_come_from_the_profile(tmp_path):
+    assert demo.synth_options(tmp_path) == SynthOptions()  # no synth.yaml: the phantoms' defaults
+    (tmp_path / "synth.yaml").write_text("shape: [64, 64, 32]\nspacing: [3.0, 3.0, 5.0]\n")
+    assert demo.synth_options(tmp_path) == SynthOptions(shape=(64, 64, 32), spacing=(3.0, 3.0, 5.0))
+    (tmp_path / "synth.yaml").write_text("shape: [64, 64]\n")
+    with pytest.raises(ValueError, match="3-D shape"):
+        demo.synth_options(tmp_path)
 
 
 def test_longitudinal_cohort_is_scored_after_the_unets_and_never_trains():
