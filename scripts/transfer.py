@@ -1,0 +1,107 @@
+"""How the champion U-Nets of a data root transfer to the real cases of ../shared/data that have a reference label.
+
+    python scripts/transfer.py --data-root data --config-dir demo
+
+For each real case with a reference (MSD BRATS_001: expert labels; TCGA-06-1802: HD-GLIO's prediction) and
+each champion the data root's registry holds (every model input whose sequences the case has), the case is
+preprocessed as the profile's `prepare.yaml` says (the grid the champion was trained on), segmented by
+`lib/masks/worker.segment_patient` exactly as `lesion_masks` does (the champion's keep-largest tag included),
+and its mask, on the native grid, is compared with the reference: whole-tumour Dice, predicted / reference
+volume and, for a region model, enhancing-tumour Dice. Prints one markdown table. Nothing is written under
+the data root (the preprocessed cases and masks go to a temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+CASES = {  # case -> (folder under shared data, sequence -> file, labels file, label scheme)
+    "BRATS_001 (MSD, expert)": ("msd-task01-brats001", {"flair": "BRATS_001_0000.nii.gz", "t1": "BRATS_001_0001.nii.gz",
+                                "t1c": "BRATS_001_0002.nii.gz", "t2": "BRATS_001_0003.nii.gz"}, "BRATS_001_labels.nii.gz", "msd"),
+    "TCGA-06-1802 (HD-GLIO)": ("tcga-gbm-06-1802-elmed219", {"t1": "T1_reorient_bet.nii.gz", "t1c": "CT1_reorient_bet_reg.nii.gz",
+                               "t2": "T2_reorient_bet_reg.nii.gz", "flair": "FLAIR_reorient_bet_reg.nii.gz"},
+                               "tcga_06_1802_hd_glio_predict.nii.gz", "hd_glio"),
+}  # fmt: skip
+ENHANCING = 3  # canonical label of enhancing tumour
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean arrays (1.0 when both are empty)."""
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+def case_rows(name: str, folder: Path, files: dict, labels_file: str, scheme: str, champions: dict, config, tmp: Path) -> list:
+    """Rows (case, model, version, dice_wt, volume_ratio, dice_et) of one real case for every eligible champion."""
+    from gbm_assets.lib.contract import MODEL_INPUTS
+    from gbm_assets.lib.masks import worker
+    from gbm_assets.lib.masks.postprocess import POSTPROCESS
+    from gbm_assets.lib.preprocess.volumes import preprocess_patient, read_case, save_preprocessed
+
+    images, labels = read_case({s: folder / f for s, f in files.items()}, folder / labels_file, scheme)
+    truth = np.asarray(labels.dataobj)
+    spacing = np.abs(np.diag(labels.affine)[:3]).prod()
+    saved = save_preprocessed(preprocess_patient(images, labels, config), tmp / name.split()[0])
+    rows = []
+    for model_input, (checkpoint, version, keep_largest) in sorted(champions.items()):
+        if not set(MODEL_INPUTS[model_input]) <= set(files):
+            continue
+        task = worker.MaskTask(name.split()[0], str(saved), str(tmp / f"{name.split()[0]}_{model_input}.nii.gz"), checkpoint,
+                               model_input, POSTPROCESS.threshold, POSTPROCESS.min_component_mm3, keep_largest)  # fmt: skip
+        row = worker.segment_patient(task)
+        pred = np.asarray(nib.load(row["mask_path"]).dataobj)
+        regions = row["roi_scheme"] == "canonical"
+        rows.append((name, model_input, version, dice(pred > 0, truth > 0), float((pred > 0).sum() / max((truth > 0).sum(), 1)),
+                     dice(pred == ENHANCING, truth == ENHANCING) if regions else float("nan"),
+                     float((truth > 0).sum() * spacing / 1000)))  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", type=Path, default=Path("data"), help="a data root whose registry holds champion U-Nets")
+    ap.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--config-dir", type=Path, default=Path("demo"), help="the profile whose prepare.yaml the champions were trained on")
+    args = ap.parse_args(argv)
+
+    from gbm_assets.defs.masks.assets import champion_checkpoint
+    from gbm_assets.demo import load_run_config
+    from gbm_assets.lib.contract import MODEL_INPUTS
+    from gbm_assets.lib.preprocess.volumes import PreprocessConfig
+    from gbm_assets.lib.segment.checkpoint import registered_model_name
+    from gbm_assets.lib.store.tracking import TrackingStore
+
+    prepare = load_run_config(args.config_dir / "prepare.yaml").get("ops", {}).get("preprocessed_volumes", {}).get("config", {})
+    config = PreprocessConfig(**prepare)
+    uri = TrackingStore.for_data_root(args.data_root.resolve(), None).tracking_uri
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        champions = {}
+        for model_input in MODEL_INPUTS:
+            try:
+                champions[model_input] = champion_checkpoint(uri, registered_model_name(model_input), Path(tmp) / model_input)
+            except Exception:  # noqa: BLE001 - no champion for this input (dg.Failure): skip it
+                continue
+        if not champions:
+            print(f"no champion U-Net in {uri}; run make demo first", file=sys.stderr)
+            return 1
+        for name, (folder, files, labels_file, scheme) in CASES.items():
+            if not (args.shared_data / folder).is_dir():
+                print(f"skipped {name}: {args.shared_data / folder} is absent", file=sys.stderr)
+                continue
+            rows += case_rows(name, args.shared_data / folder, files, labels_file, scheme, champions, config, Path(tmp))
+    print("| case | model | version | whole-tumour Dice | predicted / reference volume | enhancing Dice | reference ml |")
+    print("|---|---|---|---|---|---|---|")
+    for case, model_input, version, wt, ratio, et, ml in rows:
+        print(f"| {case} | {model_input} | {version} | {wt:.3f} | {ratio:.2f} | {'-' if np.isnan(et) else f'{et:.3f}'} | {ml:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
