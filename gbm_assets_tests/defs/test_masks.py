@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from gbm_assets.defs.masks.assets import champion_dice
 from gbm_assets.lib.contract import MODEL_INPUTS
+from gbm_assets.lib.masks.choice import choose_model_input
 from gbm_assets.lib.masks.postprocess import KEEP_LARGEST_TAG
 from gbm_assets.lib.segment.checkpoint import CHECKPOINT_ARTIFACT, architecture, save_checkpoint
 from gbm_assets.lib.segment.unet import UNet
@@ -64,9 +66,10 @@ def test_champion_without_postprocess_tag_fails_naming_model_and_version(data_ro
     assert "materialize segmentation_metrics" in message
 
 
-def register_champion(data_root, model_input: str, dice: float, tmp_path) -> str:
+def register_champion(data_root, model_input: str, dice: float, tmp_path, whole_tumor: float | None = None) -> str:
     """A stub registry entry: a tiny untrained U-Net for `model_input` as the champion of its
-    registered model, its run carrying `best_val_dice` = dice and the post-processing tag set."""
+    registered model, its run carrying `best_val_dice` = dice (and `best_val_dice_whole_tumor` when
+    given, as a region model logs it) and the post-processing tag set."""
     store = TrackingStore.for_data_root(data_root)
     ensure_experiment(store, "gbm_assets")
     name = f"gbm-unet-{model_input}"
@@ -75,6 +78,8 @@ def register_champion(data_root, model_input: str, dice: float, tmp_path) -> str
     save_checkpoint(folder / "unet.pt", UNet(arch["in_channels"], arch["base"], arch["dropout"]).state_dict(), arch, model_input)
     with tracked_run(store, "gbm_assets", f"stub-{model_input}", {}) as run:
         mlflow.log_metric("best_val_dice", dice)
+        if whole_tumor is not None:
+            mlflow.log_metric("best_val_dice_whole_tumor", whole_tumor)
     log_run_artifacts(store.tracking_uri, run.info.run_id, folder, CHECKPOINT_ARTIFACT)
     client = MlflowClient(store.tracking_uri)
     client.create_registered_model(name)
@@ -82,6 +87,16 @@ def register_champion(data_root, model_input: str, dice: float, tmp_path) -> str
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, KEEP_LARGEST_TAG, "false")
     return version
+
+
+def test_auto_choice_ranks_region_and_binary_champions_on_whole_tumour(data_root, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    register_champion(data_root, "t1c", 0.7, tmp_path)  # binary, logged before the whole-tumour metric existed
+    register_champion(data_root, "all", 0.9, tmp_path, whole_tumor=0.5)  # regions: a high mean, a poor whole tumour
+    register_champion(data_root, "flair", 0.6, tmp_path, whole_tumor=0.6)
+    found = champion_dice(TrackingStore.for_data_root(data_root).tracking_uri)
+    assert found == {"t1c": 0.7, "all": 0.5, "flair": 0.6}
+    assert choose_model_input("c", ("t1", "t1c", "t2", "flair"), found) == "t1c"
 
 
 def test_auto_choice_takes_the_best_champion_whose_inputs_the_cohort_has(data_root, instance, tmp_path, monkeypatch):

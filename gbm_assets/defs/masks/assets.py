@@ -17,7 +17,7 @@ from gbm_assets.defs.partitions import cohorts_partitions
 from gbm_assets.defs.patients import keyed, map_each_patient
 from gbm_assets.defs.preprocess.config import source_version
 from gbm_assets.defs.resources import DataRootResource, MlflowResource
-from gbm_assets.defs.segment.versions import CHAMPION_METRIC
+from gbm_assets.defs.segment.versions import CHAMPION_METRIC, WHOLE_TUMOR_METRIC
 from gbm_assets.lib.contract import MODEL_INPUTS
 from gbm_assets.lib.masks import native, postprocess, worker
 from gbm_assets.lib.masks.choice import (
@@ -79,13 +79,15 @@ def champion_checkpoint(tracking_uri: str, model_name: str, folder) -> tuple[str
 
 
 def champion_dice(tracking_uri: str) -> dict[str, float | None]:
-    """Model input -> its champion's `best_val_dice`, for every input that has a champion."""
+    """Model input -> its champion's validation Dice on whole tumour (`WHOLE_TUMOR_METRIC`; `best_val_dice` for
+    versions logged before it, all binary), for every input that has a champion: binary and region models rank on
+    the same region."""
     found = {}
     for name in MODEL_INPUTS:
         version = champion_version(tracking_uri, registered_model_name(name))
         if version is not None:
             _, metrics = run_data(tracking_uri, version_run_id(tracking_uri, registered_model_name(name), version))
-            found[name] = metrics.get(CHAMPION_METRIC)
+            found[name] = metrics.get(WHOLE_TUMOR_METRIC, metrics.get(CHAMPION_METRIC))
     return found
 
 

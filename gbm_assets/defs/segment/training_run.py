@@ -19,6 +19,7 @@ from gbm_assets.defs.resources import MlflowResource
 from gbm_assets.defs.segment.config import UNetSettings
 from gbm_assets.defs.segment.versions import (
     CHAMPION_METRIC,
+    WHOLE_TUMOR_METRIC,
     SPLITS_ARTIFACT,
     SPLITS_FILE,
 )
@@ -78,7 +79,9 @@ def train_and_log(
         result = train_unet(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"], cfg, on_epoch=on_epoch)
         seconds = time.perf_counter() - started
         log_metric_history(run_id, result.history, tracking_uri=uri)
-        mlflow.log_metrics({CHAMPION_METRIC: result.best_val_dice, "best_epoch": result.best_epoch, "train_seconds": seconds})
+        whole = float(result.history[result.best_epoch - 1]["val_dice_whole_tumor"])  # = best_val_dice for a binary model
+        mlflow.log_metrics({CHAMPION_METRIC: result.best_val_dice, WHOLE_TUMOR_METRIC: whole, "best_epoch": result.best_epoch,
+                            "train_seconds": seconds})  # fmt: skip
         folder = root.model_dir("unet") / input_name / run_id
         checkpoint = save_checkpoint(folder / CHECKPOINT_ARTIFACT / "model.pt", result.best_state, arch, input_name)
         write_parquet_atomic(patients, folder / SPLITS_ARTIFACT / SPLITS_FILE)
@@ -100,6 +103,7 @@ def train_and_log(
         "registered_model": model_name,
         "model_version": version,
         "best_val_dice": float(result.best_val_dice),
+        WHOLE_TUMOR_METRIC: whole,
         "best_epoch": int(result.best_epoch),
         "train_seconds": round(float(seconds), 1),
         "train_slices_per_s": round(slices_per_s, 1),

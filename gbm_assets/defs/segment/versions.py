@@ -21,6 +21,9 @@ from gbm_assets.lib.store.tracking import download_run_artifacts, run_data
 
 UNET_MODEL = dg.AssetKey("unet_model")
 CHAMPION_METRIC = "best_val_dice"
+WHOLE_TUMOR_METRIC = "best_val_dice_whole_tumor"
+"""The best epoch's per-slice validation Dice on whole tumour alone: equal to CHAMPION_METRIC for a binary model,
+comparable across binary and region models (whose CHAMPION_METRIC averages their regions); lesion_masks' "auto" ranks on it."""
 SPLITS_ARTIFACT = "data"
 SPLITS_FILE = "training_splits.parquet"
 

@@ -119,7 +119,7 @@ class TrainResult:
         best_state: CPU copy of the best epoch's `state_dict`.
         best_epoch: 1-based epoch whose weights were kept.
         best_val_dice: that epoch's validation Dice (see `train_unet`).
-        history: one dict per epoch: epoch (1-based), train_loss, val_loss, val_dice,
+        history: one dict per epoch: epoch (1-based), train_loss, val_loss, val_dice, val_dice_whole_tumor,
             seconds (wall time of the epoch, validation included), slices_per_s (training
             slices per second of the training phase alone).
         config: the settings used, as a dict; device: the device used, e.g. "cpu".
@@ -160,11 +160,11 @@ def _augment(x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tupl
     return x * scale + shift, y
 
 
-def _validate(forward, x, y, cfg: TrainConfig, device, on_device: DeviceSlices | None, fmt) -> tuple[float, float]:
-    """(weighted mean val loss, mean per-slice hard Dice) in eval mode; one device sync at the end."""
+def _validate(forward, x, y, cfg: TrainConfig, device, on_device: DeviceSlices | None, fmt) -> tuple[float, float, float]:
+    """(mean val loss, mean per-slice hard Dice, that Dice on whole tumour = channel 0 alone) in eval mode; one sync."""
     batches = [np.arange(i, min(i + cfg.batch_size, len(x))) for i in range(0, len(x), cfg.batch_size)]
     cut = math.log(cfg.threshold / (1.0 - cfg.threshold))
-    loss_sum = dice_sum = torch.zeros((), device=device)
+    loss_sum = dice_sum = whole_sum = torch.zeros((), device=device)
     with torch.inference_mode():
         for xb, yb in batch_source(x, y, batches, cfg.num_workers, device, on_device):
             with autocast(device):
@@ -172,8 +172,9 @@ def _validate(forward, x, y, cfg: TrainConfig, device, on_device: DeviceSlices |
             target = batch_targets(yb, cfg.target)
             loss_sum = loss_sum + _loss(logits, target, cfg.target) * len(xb)
             dice_sum = dice_sum + slice_dice(logits, target, cut).sum()
-    loss, dice = torch.stack([loss_sum, dice_sum]).tolist()
-    return loss / len(x), dice / len(x)
+            whole_sum = whole_sum + slice_dice(logits[:, :1], target[:, :1], cut).sum()
+    loss, dice, whole = torch.stack([loss_sum, dice_sum, whole_sum]).tolist()
+    return loss / len(x), dice / len(x), whole / len(x)
 
 
 def _loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -274,11 +275,9 @@ def _train(train_x, train_y, val_x, val_y, config: TrainConfig, on_epoch) -> Tra
             train_loss = loss_sum.item() / seen  # .item() syncs CUDA before the clock is read
             train_seconds = time.perf_counter() - t0
             model.eval()
-            val_loss, val_dice = _validate(forward, val_x, val_y, config, device, val_src, fmt)
-            record = {
-                "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice,
-                "seconds": time.perf_counter() - t0, "slices_per_s": seen / train_seconds,
-            }
+            val_loss, val_dice, val_whole = _validate(forward, val_x, val_y, config, device, val_src, fmt)
+            record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_dice": val_dice,
+                      "val_dice_whole_tumor": val_whole, "seconds": time.perf_counter() - t0, "slices_per_s": seen / train_seconds}
             history.append(record)
             if val_dice > best_dice:
                 best_dice, best_epoch = val_dice, epoch

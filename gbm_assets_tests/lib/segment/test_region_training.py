@@ -60,6 +60,7 @@ def test_binary_weights_are_those_of_the_code_before_region_models():
     keys = ("train_loss", "val_loss", "val_dice")
     assert fingerprint(same.best_state) == GOLDEN_BINARY_WEIGHTS
     assert [[h[k] for k in keys] for h in same.history] == [[h[k] for k in keys] for h in result.history]
+    assert all(h["val_dice_whole_tumor"] == h["val_dice"] for h in result.history)  # one channel: the same Dice
     other = train_unet(tx, ty, vx, vy, replace(BINARY, seed=6))  # the fingerprint can fail
     assert fingerprint(other.best_state) != GOLDEN_BINARY_WEIGHTS
 
@@ -70,6 +71,9 @@ def test_region_training_gives_a_three_channel_model_and_checkpoint(tmp_path):
     result = train_unet(tx, nested(ty), vx, nested(vy), config)
     assert result.model.out_channels == 3 and result.best_state["head.weight"].shape[0] == 3
     assert 0 <= result.best_val_dice <= 1 and len(result.history) == 3
+    # the whole-tumour channel is scored alone too, so binary and region models compare on the same region
+    assert all(0 <= h["val_dice_whole_tumor"] <= 1 for h in result.history)
+    assert any(h["val_dice_whole_tumor"] != h["val_dice"] for h in result.history)
     probs = predict_slices(result.model, vx)
     assert probs.shape == (len(vx), 3, 32, 32) and ((probs >= 0) & (probs <= 1)).all()
     arch = architecture(1, 4, 0.1, 3, "regions")

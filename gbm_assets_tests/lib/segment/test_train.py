@@ -55,7 +55,7 @@ def test_history_records_and_callback(trained):
     assert len(result.history) == CONFIG.epochs and records == result.history
     assert [h["epoch"] for h in result.history] == list(range(1, CONFIG.epochs + 1))
     for h in result.history:
-        assert set(h) == {"epoch", "train_loss", "val_loss", "val_dice", "seconds", "slices_per_s"}
+        assert set(h) == {"epoch", "train_loss", "val_loss", "val_dice", "val_dice_whole_tumor", "seconds", "slices_per_s"}
         assert h["seconds"] > 0 and h["slices_per_s"] > 0 and 0.0 <= h["val_dice"] <= 1.0
 
 
