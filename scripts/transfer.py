@@ -7,7 +7,8 @@ each champion the data root's registry holds (every model input whose sequences 
 preprocessed as the profile's `prepare.yaml` says (the grid the champion was trained on), segmented by
 `lib/masks/worker.segment_patient` exactly as `lesion_masks` does (the champion's keep-largest tag included),
 and its mask, on the native grid, is compared with the reference: whole-tumour Dice, predicted / reference
-volume and, for a region model, enhancing-tumour Dice. Prints one markdown table. Nothing is written under
+volume and, for a region model, enhancing-tumour Dice. Prints one markdown table; the model lesion_masks'
+`auto` would choose for these cases is marked. Nothing is written under
 the data root (the preprocessed cases and masks go to a temporary folder).
 """
 
@@ -70,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config-dir", type=Path, default=Path("demo"), help="the profile whose prepare.yaml the champions were trained on")
     args = ap.parse_args(argv)
 
-    from gbm_assets.defs.masks.assets import champion_checkpoint
+    from gbm_assets.defs.masks.assets import champion_checkpoint, champion_dice
     from gbm_assets.demo import load_run_config
     from gbm_assets.lib.contract import MODEL_INPUTS
+    from gbm_assets.lib.masks.choice import choose_model_input
     from gbm_assets.lib.preprocess.volumes import PreprocessConfig
     from gbm_assets.lib.segment.checkpoint import registered_model_name
     from gbm_assets.lib.store.tracking import TrackingStore
@@ -96,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skipped {name}: {args.shared_data / folder} is absent", file=sys.stderr)
                 continue
             rows += case_rows(name, args.shared_data / folder, files, labels_file, scheme, champions, config, Path(tmp))
+    auto = choose_model_input("real", ("t1", "t1c", "t2", "flair"), champion_dice(uri))  # both cases have all four
     print("| case | model | version | whole-tumour Dice | predicted / reference volume | enhancing Dice | reference ml |")
     print("|---|---|---|---|---|---|---|")
     for case, model_input, version, wt, ratio, et, ml in rows:
-        print(f"| {case} | {model_input} | {version} | {wt:.3f} | {ratio:.2f} | {'-' if np.isnan(et) else f'{et:.3f}'} | {ml:.1f} |")
+        name = f"**{model_input}** (auto)" if model_input == auto else model_input
+        print(f"| {case} | {name} | {version} | {wt:.3f} | {ratio:.2f} | {'-' if np.isnan(et) else f'{et:.3f}'} | {ml:.1f} |")
     return 0
 
 
