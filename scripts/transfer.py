@@ -47,20 +47,21 @@ def case_rows(name: str, folder: Path, files: dict, labels_file: str, scheme: st
 
     images, labels = read_case({s: folder / f for s, f in files.items()}, folder / labels_file, scheme)
     truth = np.asarray(labels.dataobj)
-    spacing = np.abs(np.diag(labels.affine)[:3]).prod()
-    saved = save_preprocessed(preprocess_patient(images, labels, config), tmp / name.split()[0])
+    voxel_mm3 = float(np.prod(labels.header.get_zooms()[:3]))  # from the header: right for oblique affines too
+    case_id = name.split()[0]
+    saved = save_preprocessed(preprocess_patient(images, labels, config), tmp / case_id)
     rows = []
     for model_input, (checkpoint, version, keep_largest) in sorted(champions.items()):
         if not set(MODEL_INPUTS[model_input]) <= set(files):
             continue
-        task = worker.MaskTask(name.split()[0], str(saved), str(tmp / f"{name.split()[0]}_{model_input}.nii.gz"), checkpoint,
+        task = worker.MaskTask(case_id, str(saved), str(tmp / f"{case_id}_{model_input}.nii.gz"), checkpoint,
                                model_input, POSTPROCESS.threshold, POSTPROCESS.min_component_mm3, keep_largest)  # fmt: skip
         row = worker.segment_patient(task)
         pred = np.asarray(nib.load(row["mask_path"]).dataobj)
         regions = row["roi_scheme"] == "canonical"
         rows.append((name, model_input, version, dice(pred > 0, truth > 0), float((pred > 0).sum() / max((truth > 0).sum(), 1)),
                      dice(pred == ENHANCING, truth == ENHANCING) if regions else float("nan"),
-                     float((truth > 0).sum() * spacing / 1000)))  # fmt: skip
+                     float((truth > 0).sum() * voxel_mm3 / 1000)))  # fmt: skip
     return rows
 
 
@@ -73,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from gbm_assets.defs.masks.assets import champion_checkpoint, champion_dice
     from gbm_assets.demo import load_run_config
-    from gbm_assets.lib.contract import MODEL_INPUTS
     from gbm_assets.lib.masks.choice import choose_model_input
     from gbm_assets.lib.preprocess.volumes import PreprocessConfig
     from gbm_assets.lib.segment.checkpoint import registered_model_name
@@ -84,12 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     uri = TrackingStore.for_data_root(args.data_root.resolve(), None).tracking_uri
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        champions = {}
-        for model_input in MODEL_INPUTS:
-            try:
-                champions[model_input] = champion_checkpoint(uri, registered_model_name(model_input), Path(tmp) / model_input)
-            except Exception:  # noqa: BLE001 - no champion for this input (dg.Failure): skip it
-                continue
+        ranked = champion_dice(uri)  # the inputs that have a champion, with the Dice auto ranks on
+        champions = {i: champion_checkpoint(uri, registered_model_name(i), Path(tmp) / i) for i in ranked}
         if not champions:
             print(f"no champion U-Net in {uri}; run make demo first", file=sys.stderr)
             return 1
@@ -98,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skipped {name}: {args.shared_data / folder} is absent", file=sys.stderr)
                 continue
             rows += case_rows(name, args.shared_data / folder, files, labels_file, scheme, champions, config, Path(tmp))
-    auto = choose_model_input("real", ("t1", "t1c", "t2", "flair"), champion_dice(uri))  # both cases have all four
+    auto = choose_model_input("real", ("t1", "t1c", "t2", "flair"), ranked)  # both cases have all four sequences
     print("| case | model | version | whole-tumour Dice | predicted / reference volume | enhancing Dice | reference ml |")
     print("|---|---|---|---|---|---|---|")
     for case, model_input, version, wt, ratio, et, ml in rows:
