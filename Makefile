@@ -40,7 +40,7 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 MATERIALIZE := $(BIN)/dagster asset materialize -m gbm_assets.definitions
-DEMO_INPUTS ?= t1 t1c t2 flair stack
+DEMO_INPUTS ?= t1 t1c t2 flair stack all
 
 # The whole graph on the synthetic demo cohort, in ONE process (gbm_assets/demo.py: torch, MLflow
 # and the code location imported once). Each stage is a named job (demo_prepare, demo_splits,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEMO_TAG = "gbm/demo"
-DEFAULT_INPUTS = ("t1", "t1c", "t2", "flair", "stack")
+DEFAULT_INPUTS = ("t1", "t1c", "t2", "flair", "stack", "all")
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,13 @@ LONGITUDINAL_SUBJECTS = 6
 LONGITUDINAL_TIMEPOINTS = (3, 4)
 
 SUMMARY_SQL = (
-    ("select sequence, split, metric, round(value, 3) as value from segmentation_metrics "
-     "where split = 'test' and coalesce(region, 'whole_tumor') = 'whole_tumor' and metric in ('dice_3d', 'hd95_mm', 'f1') order by all"),
+    ("select sequence, " + ", ".join(f"round(max(value) filter (where coalesce(region, 'whole_tumor') = '{r}'), 3) as {r}"
+                                      for r in ("whole_tumor", "tumor_core", "enhancing"))
+     + " from segmentation_metrics where split = 'test' and metric = 'dice_3d' group by sequence order by sequence"),
+    ("select cohort, region, count(*) as patients, round(avg(volume_ml), 1) as mean_volume_ml, round(avg(dice), 3) as mean_dice "
+     "from tumor_burden where roi_source = 'predicted' group by all order by all"),
+    ("select count(*) as patients, round(avg(enhancing_volume_ml), 1) as enhancing_ml, "
+     "round(avg(necrosis_volume_ml), 1) as non_enhancing_ml, round(avg(enhancing_max_3d_diameter_mm), 1) as enhancing_diameter_mm from notebook_features where roi_source = 'predicted'"),
     ("select model, round(balanced_accuracy, 3) as balanced_accuracy, round(macro_f1, 3) as macro_f1, "
      "model_version from subtype_classifier order by balanced_accuracy desc"),
     "select * from subtype_champion",
@@ -100,6 +105,25 @@ def load_run_config(path: Path | None) -> dict:
     if path is None or not path.is_file():
         return {}
     return dict(yaml.safe_load(path.read_text()) or {})
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """`over` laid over `base`, mappings merged key by key at every depth."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def stage_run_config(config_dir: Path, stage: Stage, key: str | None) -> dict:
+    """A stage's run config for one partition: `<config>` (e.g. `unet.yaml`) with `<stem>.<key>.yaml`, where it
+    exists (e.g. `unet.all.yaml`: what only the `all` U-Net trains differently), merged over it."""
+    if stage.config is None:
+        return {}
+    config = load_run_config(config_dir / stage.config)
+    if key is None:
+        return config
+    return _merged(config, load_run_config(config_dir / f"{Path(stage.config).stem}.{key}.yaml"))
 
 
 def synth_options(config_dir: Path):
@@ -144,10 +168,10 @@ def run_demo(cohort: str, inputs: tuple[str, ...], config_dir: Path, instance, *
     timings = Timings()
     for stage in stages:
         job = defs.resolve_job_def(stage.job)
-        run_config = load_run_config(config_dir / stage.config if stage.config else None)
         keys = {"cohort": [cohort], "longitudinal": [longitudinal] if longitudinal else [], "input": list(inputs),
                 None: [None]}[stage.partition]
         for key in keys:
+            run_config = stage_run_config(config_dir, stage, key)
             label = stage.job if key is None else f"{stage.job}[{key}]"
             log(f"--- {label}: {', '.join(stage.assets)}")
             started = time.perf_counter()

@@ -30,8 +30,9 @@ def test_every_demo_run_config_validates_against_its_job(profile):
     for stage in demo.STAGES:
         job = defs.resolve_job_def(stage.job)
         assert job.tags[demo.DEMO_TAG] == "true"
-        config = demo.load_run_config(profile / stage.config if stage.config else None)
-        assert dg.validate_run_config(job, config), stage.job
+        keys = {"input": demo.DEFAULT_INPUTS, None: [None]}.get(stage.partition, ["demo"])
+        for key in keys:  # every partition's config, with its `<stem>.<key>.yaml` override where one exists
+            assert dg.validate_run_config(job, demo.stage_run_config(profile, stage, key)), (stage.job, key)
     selected = {a for s in demo.STAGES for a in s.assets}
     assert selected == {k.to_user_string() for k in code_location().resolve_asset_graph().get_all_asset_keys()}  # the whole graph
 
@@ -93,6 +94,15 @@ def test_a_held_gate_is_reported_and_a_real_failure_is_not_hidden():
     checks, errors = demo.blocked_gates(crashed)
     assert checks == [] and "boom" in errors[0]
     assert defs  # the definitions load together
+
+
+def test_a_partition_override_is_merged_over_its_stage_config(tmp_path):
+    stage = next(s for s in demo.STAGES if s.job == "demo_unet")
+    (tmp_path / "unet.yaml").write_text(yaml.safe_dump({"ops": {"unet_model": {"config": {"base": 8, "epochs": 9}}}}))
+    (tmp_path / "unet.all.yaml").write_text(yaml.safe_dump({"ops": {"unet_model": {"config": {"epochs": 20}}}}))
+    assert demo.stage_run_config(tmp_path, stage, "all") == {"ops": {"unet_model": {"config": {"base": 8, "epochs": 20}}}}
+    assert demo.stage_run_config(tmp_path, stage, "t2") == {"ops": {"unet_model": {"config": {"base": 8, "epochs": 9}}}}
+    assert demo.stage_run_config(tmp_path, demo.STAGES[1], None) == {}  # a stage without a config file
 
 
 def test_timings_table_and_missing_config():

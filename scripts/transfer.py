@@ -10,6 +10,10 @@ and its mask, on the native grid, is compared with the reference: whole-tumour D
 volume and, for a region model, enhancing-tumour Dice. Prints one markdown table; the model lesion_masks'
 `auto` would choose for these cases is marked. Nothing is written under
 the data root (the preprocessed cases and masks go to a temporary folder).
+
+`--export DIR` also copies the `auto` champion's checkpoint to DIR/transfer_champion.pt, with DIR/transfer_champion.json
+(its input, version, keep-largest setting and the figures of this run): the fixture of the transfer test
+(gbm_assets_tests/lib/masks/test_transfer.py), which checks that floor on every run of the suite.
 """
 
 from __future__ import annotations
@@ -65,11 +69,26 @@ def case_rows(name: str, folder: Path, files: dict, labels_file: str, scheme: st
     return rows
 
 
+def export(folder: Path, model_input: str, champion: tuple, rows: list, prepare: dict) -> None:
+    """The transfer test's fixture: the champion's checkpoint and what it scored here."""
+    import json
+    import shutil
+
+    checkpoint, version, keep_largest = champion
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, folder / "transfer_champion.pt")
+    cases = {case.split()[0]: {"dice_whole_tumor": round(wt, 4), "volume_ratio": round(ratio, 4),
+                               "dice_enhancing": None if np.isnan(et) else round(et, 4)} for case, _, _, wt, ratio, et, _ in rows}  # fmt: skip
+    meta = {"model_input": model_input, "version": version, "keep_largest": keep_largest, "prepare": prepare, "measured": cases}
+    (folder / "transfer_champion.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", type=Path, default=Path("data"), help="a data root whose registry holds champion U-Nets")
     ap.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--config-dir", type=Path, default=Path("demo"), help="the profile whose prepare.yaml the champions were trained on")
+    ap.add_argument("--export", type=Path, default=None, help="copy the auto champion and its figures here (the transfer test's fixture)")
     args = ap.parse_args(argv)
 
     from gbm_assets.defs.masks.assets import champion_checkpoint, champion_dice
@@ -94,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skipped {name}: {args.shared_data / folder} is absent", file=sys.stderr)
                 continue
             rows += case_rows(name, args.shared_data / folder, files, labels_file, scheme, champions, config, Path(tmp))
-    auto = choose_model_input("real", ("t1", "t1c", "t2", "flair"), ranked)  # both cases have all four sequences
+        auto = choose_model_input("real", ("t1", "t1c", "t2", "flair"), ranked)  # both cases have all four sequences
+        if args.export is not None:
+            export(args.export, auto, champions[auto], [r for r in rows if r[1] == auto], prepare)
     print("| case | model | version | whole-tumour Dice | predicted / reference volume | enhancing Dice | reference ml |")
     print("|---|---|---|---|---|---|---|")
     for case, model_input, version, wt, ratio, et, ml in rows:

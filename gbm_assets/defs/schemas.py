@@ -63,7 +63,9 @@ TABLES: dict[str, dict[str, str]] = {
                              "region": "Scored region: whole_tumor (every model; the only one of a binary model), "
                                        "tumor_core and enhancing (region models)."},
     "training_slices": {"slice": "Axial slice index.", "row": "Row in the slice array file.",
-                        "lesion_area_mm2": "Lesion area on the slice (mm^2)."},
+                        "lesion_area_mm2": "Lesion area on the slice (mm^2).",
+                        "label_regions": "Regions the patient's truth labels carry (comma-separated; a binary mask: "
+                                         "whole_tumor only). Region models train and are scored on these only."},
     "subtype_predictions": {"predicted_subtype": "Most probable subtype.",
                             "subtypes_multilabel": "Subtypes whose one-vs-rest threshold the patient passes.",
                             "in_training_set": "True: the champion was fitted on this patient, so the prediction is "

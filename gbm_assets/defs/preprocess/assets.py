@@ -13,7 +13,7 @@ from gbm_assets.defs.preprocess.config import (
     source_version,
 )
 from gbm_assets.defs.resources import DataRootResource
-from gbm_assets.lib.contract import SEQUENCES
+from gbm_assets.lib.contract import SEQUENCES, label_scheme
 from gbm_assets.lib.preprocess import grid, slices, splits, tasks, volumes
 from gbm_assets.lib.preprocess.slices import SliceConfig, write_slice_arrays
 from gbm_assets.lib.preprocess.splits import split_table, subject_ids, subject_split
@@ -113,6 +113,10 @@ def training_slices(
     out_dir = root.volume_dir("training_slices", cohort)
     index, skipped = write_slice_arrays(out_dir, patients, SliceConfig(config.lesion_free_fraction, config.seed))
     index["subject_id"] = index["patient_id"].map(subjects)
+    # What each patient's truth can answer for (a binary mask: whole tumour only), so region models train and are
+    # scored only on the regions a patient's labels actually carry.
+    schemes = raw_cohort.set_index("patient_id")["label_scheme"].dropna().to_dict() if "label_scheme" in raw_cohort else {}
+    index["label_regions"] = index["patient_id"].map(lambda pid: ",".join(label_scheme(schemes.get(pid, "canonical")).regions))
     for pid, reason in skipped:
         context.log.warning(f"cohort {cohort}, patient {pid}: skipped for training slices: {reason}")
     lesion_slices = int((index["lesion_area_mm2"] > 0).sum())

@@ -36,6 +36,7 @@ from gbm_assets.lib.segment.evaluate import (
     evaluate_model,
     with_region,
 )
+from gbm_assets.lib.segment.regions import REGION_CHANNELS
 from gbm_assets.lib.store.files import write_bytes_atomic
 from gbm_assets.lib.store.tables import read_parquet
 from gbm_assets.lib.store.tracking import (
@@ -75,11 +76,16 @@ def unet_model(
 ) -> dg.MaterializeResult:
     input_name, root = context.partition_key, data_root.root()
     patients = _training_patients(context, config, training_splits)
-    data = load_slice_data(root, patients, input_name, labels=config.target == "regions" or config.randomise)
+    regions = config.target == "regions"
+    data = load_slice_data(root, patients, input_name, labels=regions or config.randomise, require_regions=REGION_CHANNELS if regions else ())
+    for cohort, pid, reason in data.excluded:
+        context.log.warning(f"unet_model[{input_name}]: cohort {cohort}, patient {pid} left out of region training: {reason}")
+    # They stay in the version's patient list: segmentation_metrics scores them on the regions their truth carries.
     try:
         trained = train_and_log(context, data, patients, input_name, config, root, mlflow)
     except ValueError as exc:  # too few slices, no lesions, bad shapes: a clear failure, never a silent model
         raise dg.Failure(description=f"unet_model[{input_name}]: {exc}") from exc
+    trained["patients_without_region_labels"] = dg.MetadataValue.json([{"cohort": c, "patient_id": p, "reason": r} for c, p, r in data.excluded])
     return dg.MaterializeResult(metadata=trained)
 
 

@@ -10,6 +10,9 @@ class UNetSettings(dg.Config):
     """Width of the first U-Net level (the study: 64; the demo uses 8)."""
     epochs: int = 20
     batch_size: int = 16
+    dropout: float = 0.3
+    """Dropout2d probability in every block (the study: 0.3). At the demo's base width 8 a dropped feature map is an
+    eighth of a level's channels; the demo trains its region models without it (demo/unet.yaml)."""
     learning_rate: float = 1e-3
     seed: int = 0
     augment: bool = True

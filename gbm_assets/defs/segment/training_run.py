@@ -59,7 +59,8 @@ def train_and_log(
     cfg = TrainConfig(base=config.base, epochs=config.epochs, batch_size=config.batch_size, lr=config.learning_rate,
                       seed=config.seed, augment=config.augment, progress=True, schedule=config.schedule,
                       compile=config.compile, channels_last=config.channels_last, threads=config.threads,
-                      num_workers=config.num_workers, target=config.target, randomise=config.randomise)  # fmt: skip
+                      num_workers=config.num_workers, target=config.target, randomise=config.randomise,
+                      dropout=config.dropout)  # fmt: skip
     in_channels = data.x["train"].shape[1]
     arch = architecture(in_channels, cfg.base, cfg.dropout, len(REGION_CHANNELS) if cfg.target == "regions" else 1, cfg.target)
     uri = mlflow_resource.store().tracking_uri
@@ -113,6 +114,7 @@ def train_and_log(
         "training_curves": image_metadata(curves, "training curves", url=artifact_url(run_id, "figures/training_curves.png")),
         "target": cfg.target,
         "randomise": cfg.randomise,
+        "dropout": cfg.dropout,
         "best_val_dice_definition": "per-slice hard Dice averaged over the validation slices (and over the regions of a "
         "region model), used to pick the best epoch; "
         "segmentation_metrics' dice_3d is the mean per-patient 3D Dice after post-processing, so the two differ",

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gbm_assets.lib.contract import REGIONS
 from gbm_assets.lib.store.paths import DataRoot
 from gbm_assets.lib.store.tables import read_parquet
 
@@ -159,14 +160,28 @@ class SliceData:
     x: dict[str, SliceRows] = field(default_factory=dict)
     y: dict[str, SliceRows] = field(default_factory=dict)
     index: dict[str, pd.DataFrame] = field(default_factory=dict)
+    excluded: list[tuple[str, str, str]] = field(default_factory=list)
+    """(cohort, patient_id, reason) of patients `require_regions` left out."""
+
+
+def label_regions(index: pd.DataFrame) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(cohort, patient_id) -> the regions the patient's truth carries (`training_slices`' `label_regions`,
+    from its label scheme). An index written before the column existed (or a row without it) carries every region."""
+    if "label_regions" not in index:
+        return {(c, p): tuple(REGIONS) for c, p in index[["cohort", "patient_id"]].drop_duplicates().itertuples(index=False)}
+    rows = index[["cohort", "patient_id", "label_regions"]].drop_duplicates(["cohort", "patient_id"])
+    return {(c, p): tuple(str(r).split(",")) if isinstance(r, str) and r else tuple(REGIONS) for c, p, r in rows.itertuples(index=False)}
 
 
 def load_slice_data(root: DataRoot, patients: pd.DataFrame, input_name: str, splits: Sequence[str] = ("train", "validation"),
-                    labels: bool = False) -> SliceData:
+                    labels: bool = False, require_regions: Sequence[str] = ()) -> SliceData:
     """The slices of `patients` (columns cohort, patient_id, split), in the requested splits, as lazy views.
 
     `labels`: y holds the canonical labels (region models, domain randomisation) instead of the
     whole-tumour mask (label > 0, the binary models' target; the same bytes are read either way).
+    `require_regions`: keep only patients whose truth carries all of these regions (`label_regions`): a
+    region model must not learn "no tumour core" from a binary whole-tumour mask. The others are listed in
+    `SliceData.excluded` with the reason.
 
     The split comes from `patients` (the `training_splits` table), not from the cohort's index.
     Order: cohorts sorted by name, then the cohort's array rows in order (as `training_slices`
@@ -177,6 +192,7 @@ def load_slice_data(root: DataRoot, patients: pd.DataFrame, input_name: str, spl
         ValueError: cohorts whose slices differ in shape (the message names the files).
     """
     parts: dict[str, list] = {s: [] for s in splits}
+    data = SliceData()
     wanted = patients[patients["split"].isin(list(splits))]
     for cohort in sorted(set(wanted["cohort"])):
         split_of = wanted[wanted["cohort"] == cohort].set_index("patient_id")["split"]
@@ -188,12 +204,17 @@ def load_slice_data(root: DataRoot, patients: pd.DataFrame, input_name: str, spl
                 raise FileNotFoundError(f"cohort {cohort}: {path} is missing; re-materialize training_slices")
         index = read_parquet(index_path)
         index = index[index["patient_id"].isin(split_of.index)]
+        if require_regions:
+            carried = label_regions(index)
+            lacking = {p: [m for m in require_regions if m not in r] for (_, p), r in carried.items() if not set(require_regions) <= set(r)}
+            data.excluded += [(cohort, p, f"truth labels lack {', '.join(m)} (label scheme regions: {', '.join(carried[(cohort, p)])})")
+                              for p, m in sorted(lacking.items())]  # fmt: skip
+            index = index[~index["patient_id"].isin(list(lacking))]
         index = index.assign(split=index["patient_id"].map(split_of))
         for split in splits:
             rows = index[index["split"] == split].sort_values("row")
             if not rows.empty:
                 parts[split].append((x_path, y_path, rows.reset_index(drop=True)))
-    data = SliceData()
     for split, chunks in parts.items():
         if chunks:
             data.x[split] = SliceRows([(x, c["row"].to_numpy()) for x, _, c in chunks], "x")

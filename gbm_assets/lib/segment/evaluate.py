@@ -28,7 +28,7 @@ from gbm_assets.lib.masks.postprocess import (
     postprocess_mask,
 )
 from gbm_assets.lib.preprocess.volumes import PreprocessedPatient
-from gbm_assets.lib.segment.dataset import SliceData
+from gbm_assets.lib.segment.dataset import SliceData, label_regions
 from gbm_assets.lib.segment.figures import picture_rows, split_pictures
 from gbm_assets.lib.segment.inference import predict_volume
 from gbm_assets.lib.segment.metrics import (
@@ -41,6 +41,7 @@ from gbm_assets.lib.segment.regions import (
     region_confusion,
     region_volume_metrics,
     regions_to_labels,
+    scored_regions,
 )
 from gbm_assets.lib.segment.unet import UNet
 
@@ -132,6 +133,7 @@ def evaluate_model(
         counts = {r: np.zeros(4, dtype=object) for r in regions}  # Python ints: no overflow over a cohort
         both: list[dict[bool, tuple]] = []  # per patient: keep_largest -> its row (both settings on validation)
         positions = index.groupby(["cohort", "patient_id"], sort=False).indices
+        carried = label_regions(index)  # a region is scored only where the patient's truth carries it
         for cohort, pid in index[["cohort", "patient_id"]].drop_duplicates().itertuples(index=False):
             patient = load_patient(cohort, pid)
             prob = predict_volume(model, patient, input_name, batch_size)
@@ -145,14 +147,15 @@ def evaluate_model(
                                                postprocess_mask(prob, patient.spacing, settings.threshold, settings.min_component_mm3, k),
                                                truth, patient.spacing)] for k in variants}  # fmt: skip
             else:
+                scored = scored_regions(carried[(cohort, pid)], regions)
                 pred_labels = np.moveaxis(regions_to_labels(prob[..., z], axis=0, threshold=settings.threshold), -1, 0)
-                for region, c in region_confusion(pred_labels, data.y[split][at], regions).items():
+                for region, c in region_confusion(pred_labels, data.y[split][at], scored).items():
                     counts[region] += np.array(c, dtype=object)
                 pred = pred_labels > 0
                 rows = {k: [patient_volume_row(input_name, split, cohort, pid, None, None, patient.spacing, r, m)
                             for r, m in region_volume_metrics(postprocess_labels(prob, patient.spacing, settings.threshold,
                                                                                  settings.min_component_mm3, k),
-                                                              patient.labels, patient.spacing, regions).items()]
+                                                              patient.labels, patient.spacing, scored).items()]
                         for k in variants}  # fmt: skip
             kept_pred.update((int(a), p) for a, p in zip(at, pred) if a in shown)
             both.append(rows)

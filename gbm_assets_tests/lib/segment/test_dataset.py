@@ -247,3 +247,30 @@ def test_a_region_model_is_scored_per_region_on_canonical_labels(root, patients)
     assert dice["whole_tumor"] < 1 and dice["enhancing"] < 1
     sensitivity = result.metrics.query("metric == 'sensitivity'").groupby("region")["value"].agg(["min", "max"])
     assert sensitivity.loc["whole_tumor", "min"] == 1 and sensitivity.loc[["tumor_core", "enhancing"], "max"].eq(0).all()
+
+
+def test_binary_labelled_patients_are_scored_and_trained_only_on_whole_tumour(root, patients, tmp_path):
+    """A cohort whose truth is a binary mask (label scheme `binary`: whole tumour only) must not teach a region model
+    "no tumour core", nor be scored on core and enhancing against an empty truth."""
+    import shutil
+
+    copy = DataRoot(tmp_path / "root")
+    shutil.copytree(root.root, copy.root)
+    index_file = copy.table_file("training_slices", "a")
+    index = read_parquet(index_file)
+    binary = {"a0", "a1", "a2"}  # a0 train, a1 test, a2 validation (see `root`)
+    index["label_regions"] = np.where(index["patient_id"].isin(binary), "whole_tumor", "whole_tumor,tumor_core,enhancing")
+    index.to_parquet(index_file)
+
+    data = load_slice_data(copy, patients, "stack", SPLITS, labels=True, require_regions=("whole_tumor", "tumor_core", "enhancing"))
+    assert {(c, p) for c, p, _ in data.excluded} == {("a", p) for p in binary}
+    assert all("lack tumor_core, enhancing" in reason for _, _, reason in data.excluded)
+    assert not set(pd.concat(data.index.values())["patient_id"]) & binary
+    kept = load_slice_data(copy, patients, "stack", SPLITS, labels=True)  # scoring: every patient, no requirement
+    assert set(pd.concat(kept.index.values())["patient_id"]) >= binary and not kept.excluded
+
+    model = UNet(kept.x["train"].shape[1], base=4, out_channels=3).eval()
+    result = evaluate_model(model, "stack", kept, lambda c, p: load_preprocessed(copy.volume_dir("preprocessed", c, p)))
+    scored = result.per_patient.groupby("patient_id")["region"].agg(set)
+    assert all(scored[p] == {"whole_tumor"} for p in binary)
+    assert all(scored[p] == {"whole_tumor", "tumor_core", "enhancing"} for p in scored.index if p not in binary)
