@@ -82,11 +82,14 @@ def test_splits_model_checks_metrics_registry_and_masks(data_root, instance, mon
     assert run_tags["dagster.asset_key"] == "unet_model" and run_tags["dagster.partition"] == "stack"
 
     # no cross-wiring: each run's steps see the version their own run produced; a run without one sees the latest
-    assert unet_version(instance, first.run_id, "stack").version == "1"
-    assert unet_version(instance, second.run_id, "stack").version == "2"
-    assert unet_version(instance, prepared.run_id, "stack").version == "2"
+    uri = TrackingStore.for_data_root(data_root).tracking_uri
+    assert unet_version(instance, first.run_id, "stack", uri).version == "1"
+    assert unet_version(instance, second.run_id, "stack", uri).version == "2"
+    assert unet_version(instance, prepared.run_id, "stack", uri).version == "2"
     with pytest.raises(dg.Failure, match="materialize unet_model\\[t1\\]"):
-        unet_version(instance, first.run_id, "t1")
+        unet_version(instance, first.run_id, "t1", uri)
+    # the store is the caller's, not the URI the materialization recorded: a moved data root reads its own store
+    assert unet_version(instance, first.run_id, "stack", "sqlite:////moved/mlflow.db").tracking_uri == "sqlite:////moved/mlflow.db"
 
     masks = materialize(data_root, ["lesion_masks"], "tiny", instance=instance)
     table = metadata(masks, "lesion_masks")
@@ -109,7 +112,7 @@ def test_unet_with_an_unknown_training_cohort_says_what_to_do(data_root, instanc
 
 def test_checks_without_any_unet_model_say_what_to_do(instance):
     with pytest.raises(dg.Failure, match="no trained model for 'flair'"):
-        unet_version(instance, "no-such-run", "flair")
+        unet_version(instance, "no-such-run", "flair", "sqlite:///unused.db")
 
 
 @pytest.mark.parametrize("dice, passed", [(0.9, True), (0.5, True), (0.2, False), (float("nan"), False)])

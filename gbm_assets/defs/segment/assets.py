@@ -100,9 +100,11 @@ def unet_model(
     "model, whole_tumor / tumor_core / enhancing for a region model) with pictures, for the version "
     "unet_model produced; tags that version with the post-processing lesion_masks must use.",
 )
-def segmentation_metrics(context: dg.AssetExecutionContext, config: MetricsSettings, data_root: DataRootResource) -> dg.Output[pd.DataFrame]:
+def segmentation_metrics(
+    context: dg.AssetExecutionContext, config: MetricsSettings, data_root: DataRootResource, mlflow: MlflowResource
+) -> dg.Output[pd.DataFrame]:
     input_name, root = context.partition_key, data_root.root()
-    version = produced_version(context)
+    version = produced_version(context, mlflow)
     with tempfile.TemporaryDirectory() as tmp:
         model = load_checkpoint(version.checkpoint(tmp))
         patients = version.training_patients(tmp)
@@ -161,8 +163,8 @@ def segmentation_metrics(context: dg.AssetExecutionContext, config: MetricsSetti
     kinds={"mlflow"},
     description="Moves the registry alias 'champion' to the new U-Net version; runs only when its blocking checks pass.",
 )
-def unet_champion(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    version = produced_version(context)
+def unet_champion(context: dg.AssetExecutionContext, mlflow: MlflowResource) -> dg.MaterializeResult:
+    version = produced_version(context, mlflow)
     value = version.metric(CHAMPION_METRIC)
     decision = promote_if_better(version.model_name, version.version, CHAMPION_METRIC, value, tracking_uri=version.tracking_uri)
     if decision["champion_version"] != version.version:  # re-checked: a worse version never takes the alias

@@ -10,6 +10,7 @@ import pandas as pd
 
 from gbm_assets.defs.metadata import check_result
 from gbm_assets.defs.partitions import model_inputs_partitions
+from gbm_assets.defs.resources import MlflowResource
 from gbm_assets.defs.segment.versions import CHAMPION_METRIC, produced_version
 from gbm_assets.lib.segment.checkpoint import weights_finite
 from gbm_assets.lib.segment.evaluate import WHOLE_TUMOR, with_region
@@ -20,8 +21,8 @@ TEST_DICE_FLOOR = 0.5
 
 
 @dg.asset_check(asset="unet_model", partitions_def=model_inputs_partitions, blocking=True, description="Every weight of the new checkpoint is finite.")
-def unet_model_weights_finite(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    version = produced_version(context)
+def unet_model_weights_finite(context: dg.AssetCheckExecutionContext, mlflow: MlflowResource) -> dg.AssetCheckResult:
+    version = produced_version(context, mlflow)
     with tempfile.TemporaryDirectory() as tmp:
         finite, bad = weights_finite(version.checkpoint(tmp))
     return check_result(
@@ -37,8 +38,8 @@ def unet_model_weights_finite(context: dg.AssetCheckExecutionContext) -> dg.Asse
     blocking=True,
     description="The new version's validation Dice beats the current champion's; otherwise unet_champion does not run.",
 )
-def unet_model_beats_champion(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    version = produced_version(context)
+def unet_model_beats_champion(context: dg.AssetCheckExecutionContext, mlflow: MlflowResource) -> dg.AssetCheckResult:
+    version = produced_version(context, mlflow)
     candidate = version.metric(CHAMPION_METRIC)
     champion, value = champion_metric(version.model_name, CHAMPION_METRIC, version.tracking_uri)
     passed = candidate is not None and (champion == version.version or should_promote(candidate, value))

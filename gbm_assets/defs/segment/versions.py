@@ -5,6 +5,9 @@ patients) comes from its MLflow run.
 In a run that materialized `unet_model[<input>]`, checks and downstream assets use THAT
 materialization, so two overlapping runs for one input never see each other's version; in a
 run without it (a later `segmentation_metrics`), the latest materialization of the partition.
+
+The MLflow store is the caller's (`MlflowResource`), never the URI a materialization recorded: a data root copied
+or moved elsewhere then reads its own store, not the old root's.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from gbm_assets.defs.resources import MlflowResource
 from gbm_assets.lib.segment.checkpoint import logged_checkpoint
 from gbm_assets.lib.store.tables import read_parquet
 from gbm_assets.lib.store.tracking import download_run_artifacts, run_data
@@ -54,16 +58,17 @@ class UnetVersion:
         return run_data(self.tracking_uri, self.run_id)[1].get(name)
 
 
-def _from_materialization(materialization: dg.AssetMaterialization, partition: str) -> UnetVersion:
+def _from_materialization(materialization: dg.AssetMaterialization, partition: str, tracking_uri: str) -> UnetVersion:
     meta = {k: v.value for k, v in materialization.metadata.items()}
-    missing = [k for k in ("registered_model", "model_version", "mlflow_run_id", "tracking_uri") if k not in meta]
+    missing = [k for k in ("registered_model", "model_version", "mlflow_run_id") if k not in meta]
     if missing:
         raise dg.Failure(description=f"unet_model[{partition}]'s materialization lacks {missing}; re-materialize unet_model[{partition}]")
-    return UnetVersion(partition, str(meta["registered_model"]), str(meta["model_version"]), str(meta["mlflow_run_id"]), str(meta["tracking_uri"]))
+    return UnetVersion(partition, str(meta["registered_model"]), str(meta["model_version"]), str(meta["mlflow_run_id"]), tracking_uri)
 
 
-def unet_version(instance: dg.DagsterInstance, run_id: str, partition: str) -> UnetVersion:
-    """The version `unet_model[partition]` produced in run `run_id`, else its latest materialization.
+def unet_version(instance: dg.DagsterInstance, run_id: str, partition: str, tracking_uri: str) -> UnetVersion:
+    """The version `unet_model[partition]` produced in run `run_id`, else its latest materialization, in the MLflow
+    store at `tracking_uri`.
 
     Raises:
         dg.Failure: unet_model[partition] was never materialized.
@@ -72,13 +77,13 @@ def unet_version(instance: dg.DagsterInstance, run_id: str, partition: str) -> U
     for record in reversed(records):
         found = record.event_log_entry.asset_materialization
         if found is not None and found.asset_key == UNET_MODEL and found.partition == partition:
-            return _from_materialization(found, partition)
+            return _from_materialization(found, partition, tracking_uri)
     latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=UNET_MODEL, asset_partitions=[partition]), limit=1).records
     if not latest:
         raise dg.Failure(description=f"no trained model for {partition!r}; materialize unet_model[{partition}] first")
-    return _from_materialization(latest[0].asset_materialization, partition)
+    return _from_materialization(latest[0].asset_materialization, partition, tracking_uri)
 
 
-def produced_version(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> UnetVersion:
-    """`unet_version` for the step's run and partition."""
-    return unet_version(context.instance, context.run.run_id, context.partition_key)
+def produced_version(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, mlflow: MlflowResource) -> UnetVersion:
+    """`unet_version` for the step's run and partition, in the step's MLflow store."""
+    return unet_version(context.instance, context.run.run_id, context.partition_key, mlflow.store().tracking_uri)
