@@ -115,8 +115,9 @@ def training_slices(
     index["subject_id"] = index["patient_id"].map(subjects)
     # What each patient's truth can answer for (a binary mask: whole tumour only), so region models train and are
     # scored only on the regions a patient's labels actually carry.
-    schemes = raw_cohort.set_index("patient_id")["label_scheme"].dropna().to_dict() if "label_scheme" in raw_cohort else {}
-    index["label_regions"] = index["patient_id"].map(lambda pid: ",".join(label_scheme(schemes.get(pid, "canonical")).regions))
+    schemes = raw_cohort.set_index("patient_id")["label_scheme"].dropna() if "label_scheme" in raw_cohort else pd.Series(dtype=str)
+    regions_of = {pid: ",".join(label_scheme(scheme).regions) for pid, scheme in schemes.items()}
+    index["label_regions"] = index["patient_id"].map(regions_of).fillna(",".join(label_scheme("canonical").regions))
     for pid, reason in skipped:
         context.log.warning(f"cohort {cohort}, patient {pid}: skipped for training slices: {reason}")
     lesion_slices = int((index["lesion_area_mm2"] > 0).sum())

@@ -164,7 +164,8 @@ def evaluate_model(
             dice = {k: float(np.mean([r[k][0][4] for r in both])) for k in (False, True)}  # the first region: whole tumour
             choice = {"keep_largest": bool(dice[True] > dice[False]), "val_dice_all_components": dice[False], "val_dice_largest_component": dice[True]}
         volume_rows[split] = [row for r in both for row in r[choice["keep_largest"]]]
-        pixel[split] = pd.DataFrame([(input_name, split, region, k, v) for region in regions
+        answered = [r for r in regions if any(scored_regions(carried[key], (r,)) for key in positions)]  # some truth carries it
+        pixel[split] = pd.DataFrame([(input_name, split, region, k, v) for region in answered
                                      for k, v in pixel_metrics(*(int(c) for c in counts[region])).items()], columns=METRIC_COLUMNS)  # fmt: skip
 
         def take(at: np.ndarray, split: str = split, kept: dict = kept_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -274,3 +274,9 @@ def test_binary_labelled_patients_are_scored_and_trained_only_on_whole_tumour(ro
     scored = result.per_patient.groupby("patient_id")["region"].agg(set)
     assert all(scored[p] == {"whole_tumor"} for p in binary)
     assert all(scored[p] == {"whole_tumor", "tumor_core", "enhancing"} for p in scored.index if p not in binary)
+
+    index["label_regions"] = "whole_tumor"  # a cohort labelled with binary masks only: no core or enhancing rows at all
+    index.to_parquet(index_file)
+    only_binary = load_slice_data(copy, patients[patients["cohort"] == "a"], "stack", SPLITS, labels=True)
+    result = evaluate_model(model, "stack", only_binary, lambda c, p: load_preprocessed(copy.volume_dir("preprocessed", c, p)))
+    assert set(result.metrics["region"]) == {"whole_tumor"} and set(result.per_patient["region"]) == {"whole_tumor"}
