@@ -34,22 +34,26 @@ FLOORS = {  # case -> (whole-tumour Dice, volume ratio range, enhancing Dice), s
 TARGET_DICE, TARGET_RATIO = 0.75, (0.7, 1.3)
 
 
-@pytest.fixture(scope="module")
-def scored(tmp_path_factory) -> dict:
-    """case -> (whole-tumour Dice, volume ratio, enhancing Dice) of the fixture champion, for the cases present."""
+META = json.loads((FIXTURE / "transfer_champion.json").read_text())
+
+
+def score_case(case: str, checkpoint: Path, tmp: Path) -> tuple[float, float, float]:
+    """(whole-tumour Dice, volume ratio, enhancing Dice) of `checkpoint` (the fixture's architecture) on one real case."""
     from gbm_assets.lib.preprocess.volumes import PreprocessConfig
 
     transfer = script("transfer")
-    meta = json.loads((FIXTURE / "transfer_champion.json").read_text())
-    champion = {meta["model_input"]: (str(FIXTURE / "transfer_champion.pt"), meta["version"], meta["keep_largest"])}
-    out = {}
-    for case in CASES:
-        folder, files, labels_file, scheme = transfer.CASES[case]
-        shared = shared_case(folder)
-        [(_, _, _, dice_wt, ratio, dice_et, _)] = transfer.case_rows(case, shared, files, labels_file, scheme, champion,
-                                                                  PreprocessConfig(**meta["prepare"]), tmp_path_factory.mktemp("t"))  # fmt: skip
-        out[case] = (dice_wt, ratio, dice_et, meta["measured"][case.split()[0]])
-    return out
+    folder, files, labels_file, scheme = transfer.CASES[case]
+    champion = {META["model_input"]: (str(checkpoint), META["version"], META["keep_largest"])}
+    [(_, _, _, dice_wt, ratio, dice_et, _)] = transfer.case_rows(case, shared_case(folder), files, labels_file, scheme, champion,
+                                                              PreprocessConfig(**META["prepare"]), tmp)  # fmt: skip
+    return dice_wt, ratio, dice_et
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory) -> dict:
+    """case -> (whole-tumour Dice, volume ratio, enhancing Dice, the export's figures) of the fixture champion."""
+    return {case: (*score_case(case, FIXTURE / "transfer_champion.pt", tmp_path_factory.mktemp("t")), META["measured"][case.split()[0]])
+            for case in CASES}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -78,20 +82,13 @@ def test_the_floors_fail_a_champion_that_does_not_transfer(tmp_path):
     other) falls outside the BRATS_001 floors: the floors can fail."""
     import torch
 
-    from gbm_assets.lib.preprocess.volumes import PreprocessConfig
     from gbm_assets.lib.segment.checkpoint import save_checkpoint
 
-    transfer = script("transfer")
     case = CASES[0]
-    folder, files, labels_file, scheme = transfer.CASES[case]
-    shared = shared_case(folder)
-    meta = json.loads((FIXTURE / "transfer_champion.json").read_text())
     blob = torch.load(FIXTURE / "transfer_champion.pt", map_location="cpu", weights_only=True)
     generator = torch.Generator().manual_seed(0)
     state = {k: v[torch.randperm(len(v), generator=generator)] if k.startswith("head.") and v.ndim else v for k, v in blob["state_dict"].items()}
     broken = save_checkpoint(tmp_path / "broken.pt", state, blob["architecture"], blob["input"])
-    champion = {meta["model_input"]: (str(broken), "broken", meta["keep_largest"])}
-    [(_, _, _, dice_wt, ratio, dice_et, _)] = transfer.case_rows(case, shared, files, labels_file, scheme, champion,
-                                                              PreprocessConfig(**meta["prepare"]), tmp_path)  # fmt: skip
+    dice_wt, ratio, dice_et = score_case(case, broken, tmp_path)
     floor_wt, (low, high), floor_et = FLOORS[case]
     assert dice_wt < floor_wt or not low <= ratio <= high or dice_et < floor_et, (dice_wt, ratio, dice_et)
