@@ -62,6 +62,11 @@ class RandomiseConfig:
         blur_sigma_px: range of the Gaussian blur; resolution_factor: range of the down-sampling
             factor per axis (1 = none).
         noise_std: range of the noise std; rician_share: chance that noise is Rician, not Gaussian.
+        lesion_contrast: range of the gain (log-uniform, per tumour class and sequence) of each tumour
+            label's contrast against the healthy brain: the class's new mean is the redrawn healthy
+            brain's mean plus the gain times its old contrast, so edema stays FLAIR- and T2-bright and
+            enhancing tumour T1c-bright, faint or strong. None draws tumour classes like healthy ones
+            (a random mean, any sign).
     """
 
     p_intensity: float = 0.8
@@ -83,6 +88,7 @@ class RandomiseConfig:
     resolution_factor: tuple[float, float] = (1.0, 3.0)
     noise_std: tuple[float, float] = (0.0, 0.08)
     rician_share: float = 0.5
+    lesion_contrast: tuple[float, float] | None = (0.25, 2.5)
 
     def __post_init__(self) -> None:
         probs = (self.p_intensity, self.p_bias, self.p_gamma, self.p_contrast, self.p_resolution, self.p_noise)
@@ -90,6 +96,8 @@ class RandomiseConfig:
             raise ValueError(f"probabilities must lie in [0, 1] and background_clusters >= 1; got {self}")
         if self.resolution_factor[0] < 1 or any(lo > hi for lo, hi in (self.mix, self.texture_gain, self.edge_sigma_px,
                                                                         self.blur_sigma_px, self.resolution_factor, self.noise_std)):
+            raise ValueError(f"ranges must be (low, high) with low <= high and resolution_factor >= 1; got {self}")
+        if self.lesion_contrast is not None and not 0 < self.lesion_contrast[0] <= self.lesion_contrast[1]:
             raise ValueError(f"ranges must be (low, high) with low <= high and resolution_factor >= 1; got {self}")
 
 
@@ -126,8 +134,14 @@ def class_map(u: np.ndarray, labels: np.ndarray, brain: np.ndarray, clusters: in
     return classes
 
 
-def class_intensities(rng: np.random.Generator, u: np.ndarray, classes: np.ndarray, config: RandomiseConfig) -> np.ndarray:
-    """Random mean and texture gain per class and sequence, mixed with the original (see module doc)."""
+def class_intensities(rng: np.random.Generator, u: np.ndarray, classes: np.ndarray, config: RandomiseConfig,
+                      tumour: np.ndarray | None = None) -> np.ndarray:
+    """Random mean and texture gain per class and sequence, mixed with the original (see module doc).
+
+    `tumour` (H, W) bool marks the tumour's pixels: with `config.lesion_contrast`, their classes keep
+    the sign of their contrast against the healthy brain (a random gain of it) instead of a free mean.
+    Tumour labels are defined by contrast (edema is what is FLAIR-bright around the tumour); drawn
+    freely, edema is often invisible and a network learns to paint a blob around the core instead."""
     n = int(classes.max()) + 1
     out = u.copy()
     inside = classes > 0
@@ -138,6 +152,13 @@ def class_intensities(rng: np.random.Generator, u: np.ndarray, classes: np.ndarr
         old_mean = np.bincount(classes.ravel(), ch.ravel(), minlength=n) / np.maximum(counts, 1)
         new_mean = rng.uniform(0.0, 1.0, n)
         new_mean[0] = 0.0  # outside the brain stays dark, so the smoothed maps fade to 0 at its edge
+        if tumour is not None and config.lesion_contrast is not None and tumour.any() and (inside & ~tumour).any():
+            lesion = np.unique(classes[tumour])
+            healthy = np.setdiff1d(np.arange(1, n), lesion)
+            ref_old = np.average(old_mean[healthy], weights=counts[healthy])
+            ref_new = np.average(new_mean[healthy], weights=counts[healthy])
+            g = np.exp(rng.uniform(*np.log(config.lesion_contrast), len(lesion)))
+            new_mean[lesion] = np.clip(ref_new + g * (old_mean[lesion] - ref_old), 0.0, None)
         gain = np.exp(rng.uniform(*np.log(config.texture_gain), n))
         smooth = lambda a: ndimage.gaussian_filter(a.astype(np.float32), sigma)
         synth = smooth(new_mean[classes]) + smooth(gain[classes]) * (ch - smooth(old_mean[classes]))
@@ -217,7 +238,7 @@ def randomise_slice(rng: np.random.Generator, x: np.ndarray, labels: np.ndarray,
         return x.copy()
     u = _unit(x, brain)
     if rng.random() < config.p_intensity:
-        u = class_intensities(rng, u, class_map(u, labels, brain, config.background_clusters, tissue), config)
+        u = class_intensities(rng, u, class_map(u, labels, brain, config.background_clusters, tissue), config, brain & (labels > 0))
     if rng.random() < config.p_bias:
         u = bias_field(rng, u, config)
     if rng.random() < config.p_gamma:

@@ -89,6 +89,42 @@ def test_class_intensities_redraw_each_class_and_keep_its_texture(batch):
     assert np.all(out[:, ~brain] == u[:, ~brain])
 
 
+def test_lesion_contrast_keeps_the_sign_of_each_tumour_label_and_varies_its_strength(batch):
+    """Edema stays FLAIR-bright and enhancing tumour T1c-bright under class_intensities (faint or strong);
+    drawn like healthy tissue (lesion_contrast None) the sign flips in some draws, which is what it prevents."""
+    x, labels, tissue = batch
+    i = next(i for i in range(len(x)) if {2, 3} <= set(np.unique(labels[i])))
+    x, labels, tissue = x[i:], labels[i:], tissue[i:]
+    brain = (x[0] != 0).any(axis=0)
+    u = np.clip(x[0] - x[0].min(axis=(1, 2), keepdims=True), 0, None) * brain
+    classes = class_map(u, labels[0], brain, tissue=tissue[0])
+    tumour = brain & (labels[0] > 0)
+    healthy = brain & ~tumour
+    cfg = replace(ALL, mix=(1.0, 1.0), edge_sigma_px=(0.5, 0.5))
+
+    def contrasts(out, label):  # per sequence: the label's mean minus the healthy brain's
+        return np.array([out[c][labels[0] == label].mean() - out[c][healthy].mean() for c in range(len(out))])
+
+    flair, t1c = SEQUENCES.index("flair"), SEQUENCES.index("t1c")
+    before = {2: contrasts(u, 2)[flair], 3: contrasts(u, 3)[t1c]}
+    assert before[2] > 0 and before[3] > 0  # the phantom: edema FLAIR-bright, enhancing T1c-bright
+    kept = {2: [], 3: []}
+    free = {2: [], 3: []}
+    for seed in range(40):
+        out = class_intensities(np.random.default_rng(seed), u, classes, cfg, tumour)
+        kept[2].append(contrasts(out, 2)[flair])
+        kept[3].append(contrasts(out, 3)[t1c])
+        loose = class_intensities(np.random.default_rng(seed), u, classes, replace(cfg, lesion_contrast=None), tumour)
+        free[2].append(contrasts(loose, 2)[flair])
+        free[3].append(contrasts(loose, 3)[t1c])
+    for label in (2, 3):
+        assert min(kept[label]) > 0, f"label {label} lost its contrast sign"
+        assert max(kept[label]) / min(kept[label]) > 3  # faint and strong contrasts both drawn
+        assert min(free[label]) < 0  # without the setting the sign is free
+    with pytest.raises(ValueError):
+        RandomiseConfig(lesion_contrast=(0.0, 1.0))
+
+
 def test_bias_field_is_smooth_and_multiplicative():
     u = np.ones((2, 64, 64), np.float32)
     out = bias_field(np.random.default_rng(0), u, replace(ALL, bias_amplitude=0.5))
