@@ -11,9 +11,13 @@ volume and, for a region model, enhancing-tumour Dice. Prints one markdown table
 `auto` would choose for these cases is marked. Nothing is written under
 the data root (the preprocessed cases and masks go to a temporary folder).
 
+`--errors` adds, for the `auto` champion, where its whole-tumour errors lie in intensity: the median z-scored
+T1, T1c, T2 and FLAIR (on the preprocessed grid, as the network sees them) of the reference's edema it found,
+the edema it missed, what it predicted outside the reference, and the rest of the brain.
+
 `--export DIR` also copies the `auto` champion's checkpoint to DIR/transfer_champion.pt, with DIR/transfer_champion.json
 (its input, version, keep-largest setting and the figures of this run): the fixture of the transfer test
-(gbm_assets_tests/lib/masks/test_transfer.py), which checks that floor on every run of the suite.
+(gbm_assets_tests/test_transfer.py), which checks that floor on every run of the suite.
 """
 
 from __future__ import annotations
@@ -42,8 +46,28 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def case_rows(name: str, folder: Path, files: dict, labels_file: str, scheme: str, champions: dict, config, tmp: Path) -> list:
-    """Rows (case, model, version, dice_wt, volume_ratio, dice_et) of one real case for every eligible champion."""
+def error_rows(name: str, saved: Path, model_input: str, champion: tuple) -> list:
+    """Rows (case, voxel set, voxels, median z per sequence) of one case's whole-tumour errors (see `--errors`)."""
+    from gbm_assets.lib.masks import worker
+    from gbm_assets.lib.masks.postprocess import POSTPROCESS, postprocess_labels
+    from gbm_assets.lib.preprocess.volumes import load_preprocessed
+    from gbm_assets.lib.segment.inference import predict_volume
+
+    checkpoint, _, keep_largest = champion
+    patient = load_preprocessed(saved)
+    probs = predict_volume(worker.model_at(checkpoint), patient, model_input)
+    pred = postprocess_labels(probs, patient.spacing, POSTPROCESS.threshold, POSTPROCESS.min_component_mm3, keep_largest) > 0
+    truth, edema = patient.labels > 0, patient.labels == 2
+    sets = {"reference edema found": pred & edema, "reference edema missed": ~pred & edema,
+            "predicted outside the reference": pred & ~truth, "rest of the brain": patient.brain & ~truth & ~pred}  # fmt: skip
+    return [(name, what, int(sel.sum()), {s: float(np.median(patient.images[i][sel])) if sel.any() else float("nan")
+                                          for i, s in enumerate(patient.sequences)}) for what, sel in sets.items()]  # fmt: skip
+
+
+def case_rows(name: str, folder: Path, files: dict, labels_file: str, scheme: str, champions: dict, config, tmp: Path,
+              errors_of: str | None = None) -> tuple[list, list]:
+    """Rows (case, model, version, dice_wt, volume_ratio, dice_et) of one real case for every eligible champion,
+    and `error_rows` of the champion of `errors_of` (none when None)."""
     from gbm_assets.lib.contract import MODEL_INPUTS
     from gbm_assets.lib.masks import worker
     from gbm_assets.lib.masks.postprocess import POSTPROCESS
@@ -66,7 +90,7 @@ def case_rows(name: str, folder: Path, files: dict, labels_file: str, scheme: st
         rows.append((name, model_input, version, dice(pred > 0, truth > 0), float((pred > 0).sum() / max((truth > 0).sum(), 1)),
                      dice(pred == ENHANCING, truth == ENHANCING) if regions else float("nan"),
                      float((truth > 0).sum() * voxel_mm3 / 1000)))  # fmt: skip
-    return rows
+    return rows, [] if errors_of not in champions else error_rows(name, saved, errors_of, champions[errors_of])
 
 
 def export(folder: Path, model_input: str, champion: tuple, rows: list, prepare: dict) -> None:
@@ -88,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", type=Path, default=Path("data"), help="a data root whose registry holds champion U-Nets")
     ap.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--config-dir", type=Path, default=Path("demo"), help="the profile whose prepare.yaml the champions were trained on")
+    ap.add_argument("--errors", action="store_true", help="where the auto champion's whole-tumour errors lie in intensity")
     ap.add_argument("--export", type=Path, default=None, help="copy the auto champion and its figures here (the transfer test's fixture)")
     args = ap.parse_args(argv)
 
@@ -101,19 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     prepare = load_run_config(args.config_dir / "prepare.yaml").get("ops", {}).get("preprocessed_volumes", {}).get("config", {})
     config = PreprocessConfig(**prepare)
     uri = TrackingStore.for_data_root(args.data_root.resolve(), None).tracking_uri
-    rows = []
+    rows, errors = [], []
     with tempfile.TemporaryDirectory() as tmp:
         ranked = champion_dice(uri)  # the inputs that have a champion, with the Dice auto ranks on
         champions = {i: champion_checkpoint(uri, registered_model_name(i), Path(tmp) / i) for i in ranked}
         if not champions:
             print(f"no champion U-Net in {uri}; run make demo first", file=sys.stderr)
             return 1
+        auto = choose_model_input("real", ("t1", "t1c", "t2", "flair"), ranked)  # both cases have all four sequences
         for name, (folder, files, labels_file, scheme) in CASES.items():
             if not (args.shared_data / folder).is_dir():
                 print(f"skipped {name}: {args.shared_data / folder} is absent", file=sys.stderr)
                 continue
-            rows += case_rows(name, args.shared_data / folder, files, labels_file, scheme, champions, config, Path(tmp))
-        auto = choose_model_input("real", ("t1", "t1c", "t2", "flair"), ranked)  # both cases have all four sequences
+            found, errs = case_rows(name, args.shared_data / folder, files, labels_file, scheme, champions, config, Path(tmp),
+                                    auto if args.errors else None)  # fmt: skip
+            rows, errors = rows + found, errors + errs
         if args.export is not None:
             export(args.export, auto, champions[auto], [r for r in rows if r[1] == auto], prepare)
     print("| case | model | version | whole-tumour Dice | predicted / reference volume | enhancing Dice | reference ml |")
@@ -121,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     for case, model_input, version, wt, ratio, et, ml in rows:
         name = f"**{model_input}** (auto)" if model_input == auto else model_input
         print(f"| {case} | {name} | {version} | {wt:.3f} | {ratio:.2f} | {'-' if np.isnan(et) else f'{et:.3f}'} | {ml:.1f} |")
+    if errors:
+        seqs = list(errors[0][3])
+        print(f"\nWhere `{auto}`'s whole-tumour errors lie: median z-scored intensity (preprocessed grid)\n")
+        print("| case | voxels | n | " + " | ".join(seqs) + " |")
+        print("|---|---|---|" + "---|" * len(seqs))
+        for case, what, n, medians in errors:
+            print(f"| {case} | {what} | {n} | " + " | ".join(f"{medians[s]:+.2f}" for s in seqs) + " |")
     return 0
 
 
