@@ -98,7 +98,7 @@ class RandomiseConfig:
                                                                         self.blur_sigma_px, self.resolution_factor, self.noise_std)):
             raise ValueError(f"ranges must be (low, high) with low <= high and resolution_factor >= 1; got {self}")
         if self.lesion_contrast is not None and not 0 < self.lesion_contrast[0] <= self.lesion_contrast[1]:
-            raise ValueError(f"ranges must be (low, high) with low <= high and resolution_factor >= 1; got {self}")
+            raise ValueError(f"lesion_contrast must be (low, high) with 0 < low <= high, or None; got {self.lesion_contrast}")
 
 
 def _unit(u: np.ndarray, brain: np.ndarray) -> np.ndarray:

@@ -121,7 +121,7 @@ def test_lesion_contrast_keeps_the_sign_of_each_tumour_label_and_varies_its_stre
         assert min(kept[label]) > 0, f"label {label} lost its contrast sign"
         assert max(kept[label]) / min(kept[label]) > 3  # faint and strong contrasts both drawn
         assert min(free[label]) < 0  # without the setting the sign is free
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lesion_contrast"):
         RandomiseConfig(lesion_contrast=(0.0, 1.0))
 
 
