@@ -75,8 +75,9 @@ SUMMARY_SQL = (
      "status, skip_reason from idh_classifier union all by name select 'short_survival' as target, model, "
      "round(balanced_accuracy, 3) as balanced_accuracy, round(macro_f1, 3) as macro_f1, status, skip_reason "
      "from short_survival_classifier order by target, balanced_accuracy desc"),
-    ("select model_name, champion_version, promoted, skip_reason from idh_champion union all by name "
-     "select model_name, champion_version, promoted, skip_reason from short_survival_champion"),
+    # one query per champion: a gate that held one back (no table) must not hide the other
+    "select model_name, champion_version, promoted, skip_reason from idh_champion",
+    "select model_name, champion_version, promoted, skip_reason from short_survival_champion",
     ("select 'idh' as target, predicted_idh as predicted, count(*) as patients from idh_predictions group by all "
      "union all select 'short_survival', predicted_short_survival, count(*) from short_survival_predictions "
      "group by all order by 1, 2"),
