@@ -31,8 +31,9 @@ class UNetSettings(dg.Config):
     """What the U-Net predicts: "binary" (whole tumour, the study's model) or "regions" (three sigmoid channels,
     whole tumour / tumour core / enhancing, trained with BCE + soft Dice per region on the canonical labels)."""
     randomise: bool = False
-    """Domain randomisation of the training batches (lib/synth/randomise: per-tissue intensities, bias field, gamma,
-    blur and resolution loss, noise, contrast between sequences), seeded by (seed, epoch, batch); never validation."""
+    """Domain randomisation of the training batches (lib/synth/randomise: per-tissue intensities, an edema border
+    relative to the slice's own edema, bias field, gamma, blur and resolution loss, noise, contrast between
+    sequences), seeded by (seed, epoch, batch); never validation."""
     training_cohorts: list[str] = []
     """Cohorts of training_splits whose patients train the model; empty = every cohort it lists."""
 

@@ -13,6 +13,10 @@ Per slice, each step is applied with its own probability (`RandomiseConfig`), in
    random mean and texture gain per sequence, mixed with the original by a random weight. The
    per-class maps are smoothed over `edge_sigma_px` so label borders do not become sharp edges a
    network could cheat on (real edema fades into brain);
+1b. a border relative to the slice's own edema (`lesion_border`): the labelled edema fades towards
+   its outer edge to a fraction of its contrast, and an unlabelled faint halo (a smaller fraction)
+   fades out beyond it, so the network learns that the label ends where brightness falls well
+   below the case's own edema, not at a fixed brightness or distance from the core;
 2. a smooth multiplicative bias field per sequence (`bias_field`);
 3. a random gamma per sequence (`gamma`);
 4. random contrast between sequences (`mix_sequences`): a per-sequence contrast stretch and a
@@ -40,7 +44,7 @@ from gbm_assets.lib.synth.anatomy import smooth_noise
 
 __all__ = [
     "RandomiseConfig", "add_noise", "bias_field", "class_intensities", "class_map", "degrade_resolution",
-    "gamma", "mix_sequences", "randomise_batch", "randomise_slice",
+    "gamma", "lesion_border", "mix_sequences", "randomise_batch", "randomise_slice",
 ]  # fmt: skip
 
 
@@ -67,6 +71,10 @@ class RandomiseConfig:
             brain's mean plus the gain times its old contrast, so edema stays FLAIR- and T2-bright and
             enhancing tumour T1c-bright, faint or strong. None draws tumour classes like healthy ones
             (a random mean, any sign).
+        p_border: chance per slice (with edema) of `lesion_border`.
+        edema_fade: range of the fraction of the edema's contrast left at its outer edge (None: no fade).
+        halo_contrast: range of the halo's contrast at the tumour's edge, as a fraction of the edema's.
+        halo_width_px: range of the e-folding width of the halo (and of the edema's fade), pixels.
     """
 
     p_intensity: float = 0.8
@@ -89,9 +97,13 @@ class RandomiseConfig:
     noise_std: tuple[float, float] = (0.0, 0.08)
     rician_share: float = 0.5
     lesion_contrast: tuple[float, float] | None = (0.25, 2.5)
+    p_border: float = 0.5
+    edema_fade: tuple[float, float] | None = (0.4, 0.7)
+    halo_contrast: tuple[float, float] = (0.1, 0.4)
+    halo_width_px: tuple[float, float] = (2.0, 8.0)
 
     def __post_init__(self) -> None:
-        probs = (self.p_intensity, self.p_bias, self.p_gamma, self.p_contrast, self.p_resolution, self.p_noise)
+        probs = (self.p_intensity, self.p_bias, self.p_gamma, self.p_contrast, self.p_resolution, self.p_noise, self.p_border)
         if not all(0 <= p <= 1 for p in probs) or self.background_clusters < 1:
             raise ValueError(f"probabilities must lie in [0, 1] and background_clusters >= 1; got {self}")
         if self.resolution_factor[0] < 1 or any(lo > hi for lo, hi in (self.mix, self.texture_gain, self.edge_sigma_px,
@@ -99,6 +111,10 @@ class RandomiseConfig:
             raise ValueError(f"ranges must be (low, high) with low <= high and resolution_factor >= 1; got {self}")
         if self.lesion_contrast is not None and not 0 < self.lesion_contrast[0] <= self.lesion_contrast[1]:
             raise ValueError(f"lesion_contrast must be (low, high) with 0 < low <= high, or None; got {self.lesion_contrast}")
+        fractions = (self.halo_contrast,) + (() if self.edema_fade is None else (self.edema_fade,))
+        if any(not 0 <= lo <= hi <= 1 for lo, hi in fractions) or not 0 < self.halo_width_px[0] <= self.halo_width_px[1]:
+            raise ValueError(f"halo_contrast and edema_fade must be fractions (low, high) in [0, 1] and halo_width_px "
+                             f"(low, high) > 0; got {self.halo_contrast}, {self.edema_fade}, {self.halo_width_px}")
 
 
 def _unit(u: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -164,6 +180,43 @@ def class_intensities(rng: np.random.Generator, u: np.ndarray, classes: np.ndarr
         synth = smooth(new_mean[classes]) + smooth(gain[classes]) * (ch - smooth(old_mean[classes]))
         out[c][inside] = ((1 - w) * ch + w * synth)[inside]
     return out
+
+
+def lesion_border(rng: np.random.Generator, u: np.ndarray, labels: np.ndarray, brain: np.ndarray,
+                  config: RandomiseConfig) -> np.ndarray:
+    """The tumour's outer border made relative to the slice's own edema (u (C, H, W) in [0, 1] units).
+
+    Per sequence, the edema's contrast is its mean minus the mean of the healthy brain 4-12 px
+    outside the tumour. With `edema_fade`, the labelled edema's contrast falls from full, deep inside,
+    to a random fraction of it at the tumour's edge (e-folding width drawn from `halo_width_px`); then
+    an unlabelled halo adds `halo_contrast` (a smaller fraction) of it just outside, fading over the
+    same width with a smooth random texture. Real edema fades into brain, and experts and automatic
+    references draw its edge at different brightness: the network should learn the edge from the case's
+    own edema, not from a fixed brightness or distance. A slice without edema or healthy brain near the
+    tumour is returned unchanged."""
+    tumour = labels > 0
+    edema = labels == 2
+    if not edema.any():
+        return u
+    outside = ndimage.distance_transform_edt(~tumour)
+    near = brain & ~tumour & (outside > 4) & (outside <= 12)
+    if not near.any():
+        return u
+    width = rng.uniform(*config.halo_width_px)
+    halo = rng.uniform(*config.halo_contrast) * np.exp(-outside / width) * (brain & ~tumour & (outside <= 2 * width))
+    halo = halo * np.clip(1 + 0.5 * smooth_noise(rng, u.shape[-2:], (1.0, 1.0), 4.0), 0, None)
+    fade = np.ones(labels.shape)
+    if config.edema_fade is not None:
+        inside = ndimage.distance_transform_edt(tumour)
+        edge = rng.uniform(*config.edema_fade)
+        fade = np.where(edema, 1 - (1 - edge) * np.exp(-(inside - 1) / width), 1.0)
+    out = u.copy()
+    for c, ch in enumerate(u):
+        base = ch[near].mean()
+        contrast = ch[edema].mean() - base
+        out[c] = np.where(edema, base + fade * (ch - base), ch) + contrast * halo
+        out[c][~brain] = 0
+    return np.clip(out, 0, None).astype(np.float32)
 
 
 def bias_field(rng: np.random.Generator, u: np.ndarray, config: RandomiseConfig) -> np.ndarray:
@@ -239,6 +292,8 @@ def randomise_slice(rng: np.random.Generator, x: np.ndarray, labels: np.ndarray,
     u = _unit(x, brain)
     if rng.random() < config.p_intensity:
         u = class_intensities(rng, u, class_map(u, labels, brain, config.background_clusters, tissue), config, brain & (labels > 0))
+    if rng.random() < config.p_border:
+        u = lesion_border(rng, u, labels, brain, config)
     if rng.random() < config.p_bias:
         u = bias_field(rng, u, config)
     if rng.random() < config.p_gamma:

@@ -20,12 +20,13 @@ from gbm_assets.lib.synth.randomise import (
     class_map,
     degrade_resolution,
     gamma,
+    lesion_border,
     mix_sequences,
     randomise_batch,
 )
 
-NONE = RandomiseConfig(p_intensity=0, p_bias=0, p_gamma=0, p_contrast=0, p_resolution=0, p_noise=0)
-ALL = RandomiseConfig(p_intensity=1, p_bias=1, p_gamma=1, p_contrast=1, p_resolution=1, p_noise=1)
+NONE = RandomiseConfig(p_intensity=0, p_bias=0, p_gamma=0, p_contrast=0, p_resolution=0, p_noise=0, p_border=0)
+ALL = RandomiseConfig(p_intensity=1, p_bias=1, p_gamma=1, p_contrast=1, p_resolution=1, p_noise=1, p_border=1)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +126,39 @@ def test_lesion_contrast_keeps_the_sign_of_each_tumour_label_and_varies_its_stre
         RandomiseConfig(lesion_contrast=(0.0, 1.0))
 
 
+def _disk_slice():
+    """Two sequences on a 64 x 64 brain: edema (radius 14) bright in the first, dark in the second,
+    around an enhancing core (radius 6); healthy brain flat at 0.5."""
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 32, xx - 32)
+    labels = np.where(r < 6, 3, np.where(r < 14, 2, 0)).astype(np.uint8)
+    brain = r < 30
+    u = np.where(brain, 0.5, 0.0)[None].repeat(2, 0).astype(np.float32)
+    u[0][labels == 2], u[1][labels == 2] = 0.9, 0.3
+    return u, labels, brain, r
+
+
+def test_lesion_border_fades_the_edema_and_adds_an_unlabelled_halo_relative_to_it():
+    u, labels, brain, r = _disk_slice()
+    cfg = RandomiseConfig(edema_fade=(0.6, 0.6), halo_contrast=(0.3, 0.3), halo_width_px=(3.0, 3.0))
+    out = lesion_border(np.random.default_rng(0), u, labels, brain, cfg)
+    assert np.array_equal(out, lesion_border(np.random.default_rng(0), u, labels, brain, cfg))
+    ring = lambda lo, hi: (r >= lo) & (r < hi)
+    for ch, contrast in ((0, 0.4), (1, -0.2)):  # the halo follows each sequence's own edema contrast, either sign
+        edge = (out[ch][ring(13, 14) & (labels == 2)].mean() - 0.5) / contrast
+        deep = (out[ch][ring(7, 8)].mean() - 0.5) / contrast
+        halo = (out[ch][ring(14, 15) & (labels == 0)].mean() - 0.5) / contrast
+        far = out[ch][ring(24, 30)].mean() - 0.5
+        assert 0.5 < edge < 0.75 and deep > 0.85  # labelled edema keeps most of its contrast
+        assert 0.1 < halo < 0.3 and abs(far) < 0.05 * abs(contrast)  # faint unlabelled halo, gone further out
+        assert edge > halo  # the label's edge: brighter than anything unlabelled
+    assert np.array_equal(out[:, labels == 3], u[:, labels == 3]) and np.all(out[:, ~brain] == 0)
+    plain = lesion_border(np.random.default_rng(0), u, labels, brain, replace(cfg, edema_fade=None, halo_contrast=(0.0, 0.0)))
+    assert np.allclose(plain, u)  # nothing to add: the image is unchanged
+    no_edema = np.where(labels == 2, 0, labels)
+    assert np.array_equal(lesion_border(np.random.default_rng(0), u, no_edema, brain, cfg), u)
+
+
 def test_bias_field_is_smooth_and_multiplicative():
     u = np.ones((2, 64, 64), np.float32)
     out = bias_field(np.random.default_rng(0), u, replace(ALL, bias_amplitude=0.5))
@@ -183,6 +217,10 @@ def test_bad_config_and_shapes_raise(batch):
         RandomiseConfig(p_noise=1.5)
     with pytest.raises(ValueError, match="ranges"):
         RandomiseConfig(resolution_factor=(0.5, 2.0))
+    with pytest.raises(ValueError, match="halo_contrast"):
+        RandomiseConfig(halo_contrast=(0.2, 1.5))
+    with pytest.raises(ValueError, match="halo_contrast"):
+        RandomiseConfig(edema_fade=(0.8, 0.5))
     with pytest.raises(ValueError, match="expected x"):
         randomise_batch(np.random.default_rng(0), x, labels[:, :10])
     empty = np.zeros((1, 4, 32, 32), np.float32)  # a slice without brain passes through
