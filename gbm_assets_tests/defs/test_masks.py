@@ -66,10 +66,12 @@ def test_champion_without_postprocess_tag_fails_naming_model_and_version(data_ro
     assert "materialize segmentation_metrics" in message
 
 
-def register_champion(data_root, model_input: str, dice: float, tmp_path, whole_tumor: float | None = None) -> str:
+def register_champion(data_root, model_input: str, dice: float, tmp_path, whole_tumor: float | None = None,
+                      dice_3d: float | None = None) -> str:
     """A stub registry entry: a tiny untrained U-Net for `model_input` as the champion of its
     registered model, its run carrying `best_val_dice` = dice (and `best_val_dice_whole_tumor` when
-    given, as a region model logs it) and the post-processing tag set."""
+    given, as a region model logs it; `validation_dice_3d` when given, as segmentation_metrics logs it)
+    and the post-processing tag set."""
     store = TrackingStore.for_data_root(data_root)
     ensure_experiment(store, "gbm_assets")
     name = f"gbm-unet-{model_input}"
@@ -80,6 +82,8 @@ def register_champion(data_root, model_input: str, dice: float, tmp_path, whole_
         mlflow.log_metric("best_val_dice", dice)
         if whole_tumor is not None:
             mlflow.log_metric("best_val_dice_whole_tumor", whole_tumor)
+        if dice_3d is not None:
+            mlflow.log_metric("validation_dice_3d", dice_3d)
     log_run_artifacts(store.tracking_uri, run.info.run_id, folder, CHECKPOINT_ARTIFACT)
     client = MlflowClient(store.tracking_uri)
     client.create_registered_model(name)
@@ -97,6 +101,18 @@ def test_auto_choice_ranks_region_and_binary_champions_on_whole_tumour(data_root
     found = champion_dice(TrackingStore.for_data_root(data_root).tracking_uri)
     assert found == {"t1c": 0.7, "all": 0.5, "flair": 0.6}
     assert choose_model_input("c", ("t1", "t1c", "t2", "flair"), found) == "t1c"
+
+
+def test_auto_choice_ranks_on_the_validation_volumes_dice_once_segmentation_metrics_logged_it(data_root, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    # a region model whose per-slice whole-tumour Dice is lower (specks on lesion-free slices count as misses)
+    # but whose volumes are better segmented, against a FLAIR model not yet evaluated
+    register_champion(data_root, "all", 0.88, tmp_path, whole_tumor=0.77, dice_3d=0.92)
+    register_champion(data_root, "flair", 0.80, tmp_path, whole_tumor=0.80)
+    register_champion(data_root, "stack", 0.78, tmp_path, whole_tumor=0.78, dice_3d=0.90)
+    found = champion_dice(TrackingStore.for_data_root(data_root).tracking_uri)
+    assert found == {"all": 0.92, "flair": 0.80, "stack": 0.90}
+    assert choose_model_input("c", ("t1", "t1c", "t2", "flair"), found) == "all"
 
 
 def test_auto_choice_takes_the_best_champion_whose_inputs_the_cohort_has(data_root, instance, tmp_path, monkeypatch):

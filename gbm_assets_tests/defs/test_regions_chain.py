@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from gbm_assets.defs.masks.assets import champion_dice
 from gbm_assets.defs.segment import checks as segment_checks
 from gbm_assets.lib.contract import label_counts
 from gbm_assets.lib.masks import worker
@@ -28,6 +29,7 @@ from gbm_assets.lib.radiomics.burden_rows import patient_burden
 from gbm_assets.lib.segment.dataset import SliceRows
 from gbm_assets.lib.segment.regions import labels_to_regions
 from gbm_assets.lib.store.paths import DataRoot
+from gbm_assets.lib.store.tracking import TrackingStore
 from gbm_assets.lib.store.warehouse import query
 from gbm_assets_tests.conftest import add_cohort, materialize, metadata, shared_case
 
@@ -133,6 +135,9 @@ def test_a_region_model_for_all_trains_scores_per_region_and_writes_canonical_ma
     metrics = query(root, "select * from segmentation_metrics")
     assert set(metrics["sequence"]) == {"all"}
     assert metrics.groupby("region").size().to_dict() == {"whole_tumor": 27, "tumor_core": 27, "enhancing": 27}
+    # lesion_masks' auto choice ranks this champion on the validation volumes' whole-tumour Dice just logged
+    validation = metrics.query("split == 'validation' and region == 'whole_tumor' and metric == 'dice_3d'")["value"]
+    assert champion_dice(TrackingStore.for_data_root(data_root).tracking_uri)["all"] == pytest.approx(float(validation.iloc[0]))
     masks = materialize(data_root, ["lesion_masks"], "tiny", instance=instance,
                         run_config={"lesion_masks": {"config": {"model_input": "all"}}})  # fmt: skip
     table = pd.read_parquet(root.table_file("lesion_masks", "tiny"))

@@ -17,7 +17,7 @@ from gbm_assets.defs.partitions import cohorts_partitions
 from gbm_assets.defs.patients import keyed, map_each_patient
 from gbm_assets.defs.preprocess.config import source_version
 from gbm_assets.defs.resources import DataRootResource, MlflowResource
-from gbm_assets.defs.segment.versions import CHAMPION_METRIC, WHOLE_TUMOR_METRIC
+from gbm_assets.defs.segment.versions import CHAMPION_METRIC, VALIDATION_DICE_3D, WHOLE_TUMOR_METRIC
 from gbm_assets.lib.contract import MODEL_INPUTS
 from gbm_assets.lib.masks import native, postprocess, worker
 from gbm_assets.lib.masks.choice import (
@@ -79,15 +79,16 @@ def champion_checkpoint(tracking_uri: str, model_name: str, folder) -> tuple[str
 
 
 def champion_dice(tracking_uri: str) -> dict[str, float | None]:
-    """Model input -> its champion's validation Dice on whole tumour (`WHOLE_TUMOR_METRIC`; `best_val_dice` for
-    versions logged before it, all binary), for every input that has a champion: binary and region models rank on
-    the same region."""
+    """Model input -> its champion's validation Dice on whole tumour, for every input that has a champion: the 3D
+    Dice segmentation_metrics logged (`VALIDATION_DICE_3D`), else the training run's per-slice one
+    (`WHOLE_TUMOR_METRIC`; `best_val_dice` for versions logged before it, all binary). Binary and region models
+    rank on the same region."""
     found = {}
     for name in MODEL_INPUTS:
         version = champion_version(tracking_uri, registered_model_name(name))
         if version is not None:
             _, metrics = run_data(tracking_uri, version_run_id(tracking_uri, registered_model_name(name), version))
-            found[name] = metrics.get(WHOLE_TUMOR_METRIC, metrics.get(CHAMPION_METRIC))
+            found[name] = next((metrics[k] for k in (VALIDATION_DICE_3D, WHOLE_TUMOR_METRIC, CHAMPION_METRIC) if k in metrics), None)
     return found
 
 

@@ -27,7 +27,12 @@ UNET_MODEL = dg.AssetKey("unet_model")
 CHAMPION_METRIC = "best_val_dice"
 WHOLE_TUMOR_METRIC = "best_val_dice_whole_tumor"
 """The best epoch's per-slice validation Dice on whole tumour alone: equal to CHAMPION_METRIC for a binary model,
-comparable across binary and region models (whose CHAMPION_METRIC averages their regions); lesion_masks' "auto" ranks on it."""
+comparable across binary and region models (whose CHAMPION_METRIC averages their regions)."""
+VALIDATION_DICE_3D = "validation_dice_3d"
+"""The mean 3D whole-tumour Dice over the validation patients, post-processed as lesion_masks does, that
+segmentation_metrics logs on the version's run: what lesion_masks' "auto" ranks on (WHOLE_TUMOR_METRIC, then
+CHAMPION_METRIC, for a version not yet evaluated). A per-slice mean scores a speck on a lesion-free slice like a
+missed tumour, and ranked a region model below single-sequence ones that it beat on every volume."""
 SPLITS_ARTIFACT = "data"
 SPLITS_FILE = "training_splits.parquet"
 
