@@ -29,7 +29,7 @@ FIXTURE = Path(__file__).parent / "fixtures"
 CASES = ("BRATS_001 (MSD, expert)", "TCGA-06-1802 (HD-GLIO)")
 FLOORS = {  # case -> (whole-tumour Dice, volume ratio range, enhancing Dice), set below the measured values
     "BRATS_001 (MSD, expert)": (0.70, (0.7, 2.0), 0.65),
-    "TCGA-06-1802 (HD-GLIO)": (0.55, (0.5, 1.3), 0.60),
+    "TCGA-06-1802 (HD-GLIO)": (0.60, (0.5, 1.3), 0.65),
 }
 TARGET_DICE, TARGET_RATIO = 0.75, (0.7, 1.3)
 
