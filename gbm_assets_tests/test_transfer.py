@@ -44,7 +44,7 @@ def score_case(case: str, checkpoint: Path, tmp: Path) -> tuple[float, float, fl
     transfer = script("transfer")
     folder, files, labels_file, scheme = transfer.CASES[case]
     champion = {META["model_input"]: (str(checkpoint), META["version"], META["keep_largest"])}
-    [(_, _, _, dice_wt, ratio, dice_et, _)], _ = transfer.case_rows(case, shared_case(folder), files, labels_file, scheme, champion,
+    [(_, _, _, dice_wt, ratio, dice_et, _)], _, _ = transfer.case_rows(case, shared_case(folder), files, labels_file, scheme, champion,
                                                                  PreprocessConfig(**META["prepare"]), tmp)  # fmt: skip
     return dice_wt, ratio, dice_et
 
@@ -92,3 +92,36 @@ def test_the_floors_fail_a_champion_that_does_not_transfer(tmp_path):
     dice_wt, ratio, dice_et = score_case(case, broken, tmp_path)
     floor_wt, (low, high), floor_et = FLOORS[case]
     assert dice_wt < floor_wt or not low <= ratio <= high or dice_et < floor_et, (dice_wt, ratio, dice_et)
+
+
+def test_scale_contrast_stretches_each_chosen_sequence_about_its_brain_median():
+    transfer = script("transfer")
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
+    brain = np.zeros((6, 6, 4), bool)
+    brain[1:5, 1:5] = True
+    out = transfer.scale_contrast(images, brain, [1], 2.0)
+    median = np.median(images[1][brain])
+    np.testing.assert_allclose(out[1][brain] - median, 2.0 * (images[1][brain] - median), rtol=1e-5)
+    np.testing.assert_array_equal(out[1][~brain], images[1][~brain])  # outside the brain as it was
+    np.testing.assert_array_equal(out[0], images[0])  # a sequence not chosen is untouched
+    np.testing.assert_allclose(transfer.scale_contrast(images, brain, [0, 1], 1.0), images, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_contrast_sweep_scores_the_native_case_first_and_every_stretch(tmp_path):
+    """`--contrast` on TCGA-06-1802: the native row, then FLAIR, T2 and both at every factor, each stretch reaching the
+    model (the fixture champion's whole tumour moves with the case's FLAIR contrast)."""
+    from gbm_assets.lib.preprocess.volumes import PreprocessConfig, preprocess_patient, read_case, save_preprocessed
+
+    transfer = script("transfer")
+    case = CASES[1]
+    folder, files, labels_file, scheme = transfer.CASES[case]
+    images, labels = read_case({s: shared_case(folder) / f for s, f in files.items()}, shared_case(folder) / labels_file, scheme)
+    saved = save_preprocessed(preprocess_patient(images, labels, PreprocessConfig(**META["prepare"])), tmp_path / "case")
+    champion = (str(FIXTURE / "transfer_champion.pt"), META["version"], META["keep_largest"])
+    rows = transfer.contrast_rows(case, saved, META["model_input"], champion)
+    assert [(r[1], r[2]) for r in rows] == [("-", 1.0)] + [(" + ".join(s), f) for s in transfer.CONTRAST_SEQUENCES
+                                                             for f in transfer.CONTRAST_FACTORS]  # fmt: skip
+    ratio = {(r[1], r[2]): r[4] for r in rows}
+    assert abs(ratio[("flair", 2.0)] - ratio[("-", 1.0)]) > 0.05 and abs(ratio[("flair", 0.75)] - ratio[("-", 1.0)]) > 0.05

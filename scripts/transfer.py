@@ -15,6 +15,11 @@ the data root (the preprocessed cases and masks go to a temporary folder).
 T1, T1c, T2 and FLAIR (on the preprocessed grid, as the network sees them) of the reference's edema it found,
 the edema it missed, what it predicted outside the reference, and the rest of the brain.
 
+`--contrast` adds, for the `auto` champion, how its whole tumour moves when a case's lesion contrast is scaled: each
+of FLAIR and T2 (and both) stretched about the brain's median by 0.75, 1.5 and 2 (`scale_contrast`), scored on the
+preprocessed grid. A model that labels tissue by its brightness relative to the case's own lesion keeps its figures
+under such a stretch; one that labels by absolute brightness (z-scored) grows and shrinks with it.
+
 `--export DIR` also copies the `auto` champion's checkpoint to DIR/transfer_champion.pt, with DIR/transfer_champion.json
 (its input, version, keep-largest setting and the figures of this run): the fixture of the transfer test
 (gbm_assets_tests/test_transfer.py), which checks that floor on every run of the suite.
@@ -64,10 +69,46 @@ def error_rows(name: str, saved: Path, model_input: str, champion: tuple) -> lis
                                           for i, s in enumerate(patient.sequences)}) for what, sel in sets.items()]  # fmt: skip
 
 
+CONTRAST_FACTORS = (0.75, 1.5, 2.0)
+CONTRAST_SEQUENCES = (("flair",), ("t2",), ("flair", "t2"))
+
+
+def scale_contrast(images: np.ndarray, brain: np.ndarray, channels: list[int], factor: float) -> np.ndarray:
+    """(C, X, Y, Z) images with each of `channels` stretched about its median in `brain` by `factor` (outside the brain
+    unchanged): every contrast against the typical brain, the lesion's included, times `factor`."""
+    out = images.copy()
+    for c in channels:
+        median = float(np.median(images[c][brain]))
+        out[c][brain] = median + factor * (images[c][brain] - median)
+    return out
+
+
+def contrast_rows(name: str, saved: Path, model_input: str, champion: tuple) -> list:
+    """Rows (case, sequences, factor, dice_wt, volume_ratio) of `champion` on one preprocessed case, native contrast
+    first (sequences "-", factor 1), then every stretch of `CONTRAST_SEQUENCES` x `CONTRAST_FACTORS`."""
+    from dataclasses import replace
+
+    from gbm_assets.lib.masks import worker
+    from gbm_assets.lib.masks.postprocess import POSTPROCESS, postprocess_labels
+    from gbm_assets.lib.preprocess.volumes import load_preprocessed
+    from gbm_assets.lib.segment.inference import predict_volume
+
+    checkpoint, _, keep_largest = champion
+    patient = load_preprocessed(saved)
+    truth = patient.labels > 0
+    rows = []
+    for sequences, factor in [((), 1.0), *((s, f) for s in CONTRAST_SEQUENCES for f in CONTRAST_FACTORS)]:
+        images = scale_contrast(patient.images, patient.brain, [patient.sequences.index(s) for s in sequences], factor)
+        probs = predict_volume(worker.model_at(checkpoint), replace(patient, images=images), model_input)
+        pred = postprocess_labels(probs, patient.spacing, POSTPROCESS.threshold, POSTPROCESS.min_component_mm3, keep_largest) > 0
+        rows.append((name, " + ".join(sequences) or "-", factor, dice(pred, truth), float(pred.sum() / max(truth.sum(), 1))))
+    return rows
+
+
 def case_rows(name: str, folder: Path, files: dict, labels_file: str, scheme: str, champions: dict, config, tmp: Path,
-              errors_of: str | None = None) -> tuple[list, list]:
+              errors_of: str | None = None, contrast_of: str | None = None) -> tuple[list, list, list]:
     """Rows (case, model, version, dice_wt, volume_ratio, dice_et) of one real case for every eligible champion,
-    and `error_rows` of the champion of `errors_of` (none when None)."""
+    `error_rows` of the champion of `errors_of` and `contrast_rows` of the champion of `contrast_of` (none when None)."""
     from gbm_assets.lib.contract import MODEL_INPUTS
     from gbm_assets.lib.masks import worker
     from gbm_assets.lib.masks.postprocess import POSTPROCESS
@@ -90,7 +131,8 @@ def case_rows(name: str, folder: Path, files: dict, labels_file: str, scheme: st
         rows.append((name, model_input, version, dice(pred > 0, truth > 0), float((pred > 0).sum() / max((truth > 0).sum(), 1)),
                      dice(pred == ENHANCING, truth == ENHANCING) if regions else float("nan"),
                      float((truth > 0).sum() * voxel_mm3 / 1000)))  # fmt: skip
-    return rows, [] if errors_of not in champions else error_rows(name, saved, errors_of, champions[errors_of])
+    errors = [] if errors_of not in champions else error_rows(name, saved, errors_of, champions[errors_of])
+    return rows, errors, [] if contrast_of not in champions else contrast_rows(name, saved, contrast_of, champions[contrast_of])
 
 
 def export(folder: Path, model_input: str, champion: tuple, rows: list, prepare: dict) -> None:
@@ -113,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--config-dir", type=Path, default=Path("demo"), help="the profile whose prepare.yaml the champions were trained on")
     ap.add_argument("--errors", action="store_true", help="where the auto champion's whole-tumour errors lie in intensity")
+    ap.add_argument("--contrast", action="store_true", help="how the auto champion's whole tumour moves with the lesion's contrast")
     ap.add_argument("--export", type=Path, default=None, help="copy the auto champion and its figures here (the transfer test's fixture)")
     args = ap.parse_args(argv)
 
@@ -126,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare = load_run_config(args.config_dir / "prepare.yaml").get("ops", {}).get("preprocessed_volumes", {}).get("config", {})
     config = PreprocessConfig(**prepare)
     uri = TrackingStore.for_data_root(args.data_root.resolve(), None).tracking_uri
-    rows, errors = [], []
+    rows, errors, contrast = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         ranked = champion_dice(uri)  # the inputs that have a champion, with the Dice auto ranks on
         champions = {i: champion_checkpoint(uri, registered_model_name(i), Path(tmp) / i) for i in ranked}
@@ -138,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.shared_data / folder).is_dir():
                 print(f"skipped {name}: {args.shared_data / folder} is absent", file=sys.stderr)
                 continue
-            found, errs = case_rows(name, args.shared_data / folder, files, labels_file, scheme, champions, config, Path(tmp),
-                                    auto if args.errors else None)  # fmt: skip
-            rows, errors = rows + found, errors + errs
+            found, errs, stretched = case_rows(name, args.shared_data / folder, files, labels_file, scheme, champions, config,
+                                               Path(tmp), auto if args.errors else None, auto if args.contrast else None)  # fmt: skip
+            rows, errors, contrast = rows + found, errors + errs, contrast + stretched
         if args.export is not None:
             export(args.export, auto, champions[auto], [r for r in rows if r[1] == auto], prepare)
     print("| case | model | version | whole-tumour Dice | predicted / reference volume | enhancing Dice | reference ml |")
@@ -155,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|---|" + "---|" * len(seqs))
         for case, what, n, medians in errors:
             print(f"| {case} | {what} | {n} | " + " | ".join(f"{medians[s]:+.2f}" for s in seqs) + " |")
+    if contrast:
+        print(f"\n`{auto}`'s whole tumour with the lesion's contrast stretched (preprocessed grid)\n")
+        print("| case | stretched | factor | whole-tumour Dice | predicted / reference volume |")
+        print("|---|---|---|---|---|")
+        for case, sequences, factor, wt, ratio in contrast:
+            print(f"| {case} | {sequences} | {factor:g} | {wt:.3f} | {ratio:.2f} |")
     return 0
 
 
