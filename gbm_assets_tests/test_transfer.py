@@ -125,3 +125,23 @@ def test_the_contrast_sweep_scores_the_native_case_first_and_every_stretch(tmp_p
                                                              for f in transfer.CONTRAST_FACTORS]  # fmt: skip
     ratio = {(r[1], r[2]): r[4] for r in rows}
     assert abs(ratio[("flair", 2.0)] - ratio[("-", 1.0)]) > 0.05 and abs(ratio[("flair", 0.75)] - ratio[("-", 1.0)]) > 0.05
+
+
+@pytest.mark.parametrize("regions", [1, 3])
+def test_the_contrast_sweep_reads_binary_and_region_models(tmp_path, regions):
+    """A tiny untrained U-Net of either kind on a synthetic case: one row per stretch, Dice and ratio finite."""
+    import torch
+
+    from gbm_assets.lib.preprocess.volumes import PreprocessConfig, preprocess_patient, save_preprocessed
+    from gbm_assets.lib.segment.checkpoint import architecture, save_checkpoint
+    from gbm_assets.lib.segment.unet import UNet
+    from gbm_assets_tests.lib.preprocess import RAS_1MM, synthetic_case
+
+    transfer = script("transfer")
+    torch.manual_seed(0)
+    arch = architecture(1, 4, 0.0, regions, "binary" if regions == 1 else "regions")
+    checkpoint = save_checkpoint(tmp_path / "m.pt", UNet(1, 4, 0.0, out_channels=regions).state_dict(), arch, "flair")
+    saved = save_preprocessed(preprocess_patient(*synthetic_case((32, 32, 6), RAS_1MM, seed=1), PreprocessConfig(size=32)), tmp_path / "p")
+    rows = transfer.contrast_rows("synthetic", saved, "flair", (str(checkpoint), "1", False))
+    assert len(rows) == 1 + len(transfer.CONTRAST_SEQUENCES) * len(transfer.CONTRAST_FACTORS)
+    assert all(np.isfinite(r[3]) and np.isfinite(r[4]) for r in rows)

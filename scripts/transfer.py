@@ -89,7 +89,7 @@ def contrast_rows(name: str, saved: Path, model_input: str, champion: tuple) -> 
     from dataclasses import replace
 
     from gbm_assets.lib.masks import worker
-    from gbm_assets.lib.masks.postprocess import POSTPROCESS, postprocess_labels
+    from gbm_assets.lib.masks.postprocess import POSTPROCESS, postprocess_labels, postprocess_mask
     from gbm_assets.lib.preprocess.volumes import load_preprocessed
     from gbm_assets.lib.segment.inference import predict_volume
 
@@ -100,7 +100,8 @@ def contrast_rows(name: str, saved: Path, model_input: str, champion: tuple) -> 
     for sequences, factor in [((), 1.0), *((s, f) for s in CONTRAST_SEQUENCES for f in CONTRAST_FACTORS)]:
         images = scale_contrast(patient.images, patient.brain, [patient.sequences.index(s) for s in sequences], factor)
         probs = predict_volume(worker.model_at(checkpoint), replace(patient, images=images), model_input)
-        pred = postprocess_labels(probs, patient.spacing, POSTPROCESS.threshold, POSTPROCESS.min_component_mm3, keep_largest) > 0
+        clean = postprocess_labels if probs.ndim == 4 else postprocess_mask  # a region model, or a binary one
+        pred = clean(probs, patient.spacing, POSTPROCESS.threshold, POSTPROCESS.min_component_mm3, keep_largest) > 0
         rows.append((name, " + ".join(sequences) or "-", factor, dice(pred, truth), float(pred.sum() / max(truth.sum(), 1))))
     return rows
 
