@@ -51,17 +51,22 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def error_rows(name: str, saved: Path, model_input: str, champion: tuple) -> list:
-    """Rows (case, voxel set, voxels, median z per sequence) of one case's whole-tumour errors (see `--errors`)."""
+def whole_tumour(patient, model_input: str, champion: tuple) -> np.ndarray:
+    """The champion's post-processed whole tumour on a preprocessed patient, as `lesion_masks` segments it."""
     from gbm_assets.lib.masks import worker
-    from gbm_assets.lib.masks.postprocess import POSTPROCESS, postprocess_labels
-    from gbm_assets.lib.preprocess.volumes import load_preprocessed
-    from gbm_assets.lib.segment.inference import predict_volume
+    from gbm_assets.lib.masks.postprocess import POSTPROCESS
 
     checkpoint, _, keep_largest = champion
+    return worker.patient_mask(worker.model_at(checkpoint), patient, model_input, POSTPROCESS.threshold,
+                               POSTPROCESS.min_component_mm3, keep_largest) > 0  # fmt: skip
+
+
+def error_rows(name: str, saved: Path, model_input: str, champion: tuple) -> list:
+    """Rows (case, voxel set, voxels, median z per sequence) of one case's whole-tumour errors (see `--errors`)."""
+    from gbm_assets.lib.preprocess.volumes import load_preprocessed
+
     patient = load_preprocessed(saved)
-    probs = predict_volume(worker.model_at(checkpoint), patient, model_input)
-    pred = postprocess_labels(probs, patient.spacing, POSTPROCESS.threshold, POSTPROCESS.min_component_mm3, keep_largest) > 0
+    pred = whole_tumour(patient, model_input, champion)
     truth, edema = patient.labels > 0, patient.labels == 2
     sets = {"reference edema found": pred & edema, "reference edema missed": ~pred & edema,
             "predicted outside the reference": pred & ~truth, "rest of the brain": patient.brain & ~truth & ~pred}  # fmt: skip
@@ -88,20 +93,14 @@ def contrast_rows(name: str, saved: Path, model_input: str, champion: tuple) -> 
     first (sequences "-", factor 1), then every stretch of `CONTRAST_SEQUENCES` x `CONTRAST_FACTORS`."""
     from dataclasses import replace
 
-    from gbm_assets.lib.masks import worker
-    from gbm_assets.lib.masks.postprocess import POSTPROCESS, postprocess_labels, postprocess_mask
     from gbm_assets.lib.preprocess.volumes import load_preprocessed
-    from gbm_assets.lib.segment.inference import predict_volume
 
-    checkpoint, _, keep_largest = champion
     patient = load_preprocessed(saved)
     truth = patient.labels > 0
     rows = []
     for sequences, factor in [((), 1.0), *((s, f) for s in CONTRAST_SEQUENCES for f in CONTRAST_FACTORS)]:
         images = scale_contrast(patient.images, patient.brain, [patient.sequences.index(s) for s in sequences], factor)
-        probs = predict_volume(worker.model_at(checkpoint), replace(patient, images=images), model_input)
-        clean = postprocess_labels if probs.ndim == 4 else postprocess_mask  # a region model, or a binary one
-        pred = clean(probs, patient.spacing, POSTPROCESS.threshold, POSTPROCESS.min_component_mm3, keep_largest) > 0
+        pred = whole_tumour(replace(patient, images=images), model_input, champion)
         rows.append((name, " + ".join(sequences) or "-", factor, dice(pred, truth), float(pred.sum() / max(truth.sum(), 1))))
     return rows
 

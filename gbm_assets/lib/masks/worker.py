@@ -69,19 +69,27 @@ def segment_patient(task: MaskTask) -> dict:
     A binary model writes a 0/1 whole-tumour mask (roi_scheme "binary"); a region model writes canonical
     labels 0-3 (`postprocess_labels`, roi_scheme "canonical"), so radiomics and tumor_burden give rows
     for every region it predicts. voxels counts the whole tumour (label > 0) either way."""
-    from gbm_assets.lib.segment.inference import predict_volume
-
     patient = load_preprocessed(Path(task.dir))
-    prob = predict_volume(model_at(task.checkpoint), patient, task.model_input, batch_size=task.batch_size)
-    regions = prob.ndim == 4  # (3, X, Y, Z): whole tumour, tumour core, enhancing
-    clean = postprocess_labels if regions else postprocess_mask
-    mask = clean(prob, patient.spacing, task.threshold, task.min_component_mm3, task.keep_largest)
+    mask = patient_mask(model_at(task.checkpoint), patient, task.model_input, task.threshold, task.min_component_mm3,
+                        task.keep_largest, task.batch_size)  # fmt: skip
+    regions = mask.dtype != bool  # canonical labels from a region model; a binary model gives a bool mask
     voxels = int((save_native_mask(mask, patient.transform, Path(task.mask_path)) > 0).sum())
     truth = None if patient.labels is None else patient.labels > 0
     save_thumb(thumb(task.patient_id, patient.images[0], mask > 0, truth), thumb_path(task.mask_path))
     return {"patient_id": task.patient_id, "status": "ok", "problems": "", "mask_path": task.mask_path,
             "roi_scheme": "canonical" if regions else "binary", "voxels": voxels,
             "volume_ml": float(voxels * voxel_volume_ml(patient.transform.native_affine)), "empty": voxels == 0}  # fmt: skip
+
+
+def patient_mask(model, patient, model_input: str, threshold: float, min_component_mm3: float, keep_largest: bool,
+                 batch_size: int = 16) -> np.ndarray:
+    """One preprocessed patient's post-processed prediction on its preprocessed grid: canonical labels 0-3 (uint8,
+    `postprocess_labels`) from a region model, a bool whole-tumour mask (`postprocess_mask`) from a binary one."""
+    from gbm_assets.lib.segment.inference import predict_volume
+
+    prob = predict_volume(model, patient, model_input, batch_size=batch_size)
+    clean = postprocess_labels if prob.ndim == 4 else postprocess_mask  # (3, X, Y, Z): whole tumour, core, enhancing
+    return clean(prob, patient.spacing, threshold, min_component_mm3, keep_largest)
 
 
 def mask_key(task: MaskTask) -> tuple[str, str]:
