@@ -39,7 +39,8 @@ from gbm_assets.lib.masks.worker import (
     thumb_path,
 )
 from gbm_assets.lib.segment import inference
-from gbm_assets.lib.segment.checkpoint import logged_checkpoint, registered_model_name
+from gbm_assets.lib.preprocess.intensity import describe, intensity_problem
+from gbm_assets.lib.segment.checkpoint import checkpoint_intensity, logged_checkpoint, registered_model_name
 from gbm_assets.lib.store.compute import usable_cpus
 from gbm_assets.lib.store.tracking import (
     CHAMPION,
@@ -141,6 +142,10 @@ def lesion_masks(
     models.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models, prefix=f".{cohort}-") as folder, compute.open(root.root) as pool:
         checkpoint, version, keep_largest = champion_checkpoint(tracking_uri, model_name, folder)
+        intensity = checkpoint_intensity(checkpoint)
+        problem = intensity_problem(intensity, {f"patient {row.patient_id}": row.dir for row in ok_rows.itertuples()})
+        if problem:  # a model fed volumes scaled otherwise than it learnt fails silently: refuse the cohort
+            raise dg.Failure(description=f"cohort {cohort!r}: {model_name} version {version}: {problem}")
         context.log.info(f"cohort {cohort}: segmenting {len(ok_rows)} patients with {model_name} version {version} "
                          f"(keep largest component: {keep_largest}) on {pool.describe()}")  # fmt: skip
         base = {"cohort": cohort, "roi_scheme": "binary", "model_name": model_name, "model_version": version}
@@ -169,6 +174,7 @@ def lesion_masks(
             "model_input": model_input,
             "model_input_chosen": "auto" if config.model_input.strip().lower() in AUTO else "config",
             "keep_largest_component": keep_largest,
+            "intensity_scaling": describe(intensity),
             "patients": len(table),
             "segmented": len(ok),
             "patients_reused": runner.reused,

@@ -14,7 +14,7 @@ from gbm_assets.defs.preprocess.config import (
 )
 from gbm_assets.defs.resources import DataRootResource
 from gbm_assets.lib.contract import SEQUENCES, label_scheme
-from gbm_assets.lib.preprocess import grid, slices, splits, tasks, volumes
+from gbm_assets.lib.preprocess import grid, intensity, slices, splits, tasks, volumes
 from gbm_assets.lib.preprocess.slices import SliceConfig, write_slice_arrays
 from gbm_assets.lib.preprocess.splits import split_table, subject_ids, subject_split
 from gbm_assets.lib.preprocess.tasks import (
@@ -26,7 +26,7 @@ from gbm_assets.lib.preprocess.tasks import (
 )
 from gbm_assets.lib.preprocess.volumes import PreprocessConfig
 
-CODE_VERSION = source_version(volumes, grid, tasks)
+CODE_VERSION = source_version(volumes, grid, intensity, tasks)
 """Code version of preprocessed_volumes, also part of each patient's content key."""
 
 
@@ -45,7 +45,8 @@ def _first_image(task: PreprocessTask) -> str:
     io_manager_key="table_io_manager",
     kinds={"nifti", "parquet"},
     code_version=CODE_VERSION,
-    description="Each valid patient in RAS, resampled, cropped/padded and z-scored per sequence; files per patient.",
+    description="Each valid patient in RAS, resampled, cropped/padded and scaled per sequence (z-scored, or by brain "
+    "percentiles for percentile_scaled); files per patient.",
 )
 def preprocessed_volumes(
     context: dg.AssetExecutionContext, config: PreprocessSettings, raw_cohort: pd.DataFrame,
@@ -54,7 +55,11 @@ def preprocessed_volumes(
     """Each valid patient on the compute resource; unchanged patients (same file contents and
     settings) are reused from their content-keyed records."""
     cohort, root = context.partition_key, data_root.root()
-    settings = PreprocessConfig(target_spacing_mm=config.target_spacing_mm, slice_thickness_mm=config.slice_thickness_mm, size=config.size)
+    try:
+        settings = PreprocessConfig(target_spacing_mm=config.target_spacing_mm, slice_thickness_mm=config.slice_thickness_mm,
+                                    size=config.size, percentile_scaled=tuple(config.percentile_scaled))  # fmt: skip
+    except (ValueError, KeyError) as exc:
+        raise dg.Failure(description=f"cohort {cohort!r}: preprocessed_volumes settings: {exc}") from exc
     valid = raw_cohort[raw_cohort["status"] == "ok"]
     items = [PreprocessTask(row.patient_id, _image_paths(row), row.labels_path if isinstance(row.labels_path, str) else None,
                             row.label_scheme, str(root.volume_dir("preprocessed", cohort, row.patient_id)), settings, CODE_VERSION)
@@ -79,6 +84,7 @@ def preprocessed_volumes(
             "failed": int((table["status"] != "ok").sum()),
             "target_spacing_mm": config.target_spacing_mm,
             "size": config.size,
+            "intensity_scaling": intensity.describe(intensity.scalings(SEQUENCES, settings.percentile_scaled)),
             "volumes_dir": dg.MetadataValue.path(str(root.volume_dir("preprocessed", cohort))),
         },
     )

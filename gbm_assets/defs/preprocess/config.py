@@ -23,6 +23,10 @@ class PreprocessSettings(dg.Config):
     """Slice thickness after resampling, mm; None keeps the native thickness."""
     size: int = 192
     """In-plane size (H = W) after crop/pad; a multiple of 16."""
+    percentile_scaled: list[str] = []
+    """Sequences scaled to the brain's median (0) and 99th percentile (2.5) instead of z-scored, e.g.
+    [flair, t2]. Models remember the scaling they were trained on; lesion_masks refuses a cohort scaled
+    otherwise."""
 
 
 class SliceSettings(dg.Config):

@@ -21,6 +21,8 @@ from gbm_assets.defs.segment.config import MetricsSettings, UNetSettings
 from gbm_assets.defs.segment.training_run import train_and_log
 from gbm_assets.defs.segment.versions import CHAMPION_METRIC, produced_version
 from gbm_assets.lib.masks.postprocess import KEEP_LARGEST_TAG, PostprocessSettings
+from gbm_assets.lib.contract import MODEL_INPUTS
+from gbm_assets.lib.preprocess.intensity import common_intensity, intensity_problem, read_intensity
 from gbm_assets.lib.preprocess.splits import (
     SPLITS,
     leak_messages,
@@ -28,7 +30,7 @@ from gbm_assets.lib.preprocess.splits import (
 )
 from gbm_assets.lib.preprocess.volumes import load_preprocessed
 from gbm_assets.lib.segment import checkpoint, losses, region_loss, train, unet
-from gbm_assets.lib.segment.checkpoint import load_checkpoint, model_target
+from gbm_assets.lib.segment.checkpoint import checkpoint_intensity, load_checkpoint, model_target
 from gbm_assets.lib.segment.dataset import load_slice_data
 from gbm_assets.lib.segment.evaluate import (
     WHOLE_TUMOR,
@@ -76,13 +78,18 @@ def unet_model(
 ) -> dg.MaterializeResult:
     input_name, root = context.partition_key, data_root.root()
     patients = _training_patients(context, config, training_splits)
+    folders = {(c, p): root.volume_dir("preprocessed", c, p) for c, p in zip(patients["cohort"], patients["patient_id"])}
+    try:  # the model remembers the scaling it learnt; lesion_masks refuses volumes scaled otherwise
+        intensity = common_intensity({f"cohort {c}, patient {p}": read_intensity(d) for (c, p), d in folders.items()}, MODEL_INPUTS[input_name])
+    except ValueError as exc:
+        raise dg.Failure(description=f"unet_model[{input_name}]: {exc}") from exc
     regions = config.target == "regions"
     data = load_slice_data(root, patients, input_name, labels=regions or config.randomise, require_regions=REGION_CHANNELS if regions else ())
     for cohort, pid, reason in data.excluded:
         context.log.warning(f"unet_model[{input_name}]: cohort {cohort}, patient {pid} left out of region training: {reason}")
     # They stay in the version's patient list: segmentation_metrics scores them on the regions their truth carries.
     try:
-        trained = train_and_log(context, data, patients, input_name, config, root, mlflow)
+        trained = train_and_log(context, data, patients, input_name, config, root, mlflow, intensity)
     except ValueError as exc:  # too few slices, no lesions, bad shapes: a clear failure, never a silent model
         raise dg.Failure(description=f"unet_model[{input_name}]: {exc}") from exc
     trained["patients_without_region_labels"] = dg.MetadataValue.json([{"cohort": c, "patient_id": p, "reason": r} for c, p, r in data.excluded])
@@ -106,8 +113,13 @@ def segmentation_metrics(
     input_name, root = context.partition_key, data_root.root()
     version = produced_version(context, mlflow)
     with tempfile.TemporaryDirectory() as tmp:
-        model = load_checkpoint(version.checkpoint(tmp))
+        path = version.checkpoint(tmp)
+        model, intensity = load_checkpoint(path), checkpoint_intensity(path)
         patients = version.training_patients(tmp)
+    folders = {f"cohort {c}, patient {p}": root.volume_dir("preprocessed", c, p) for c, p in zip(patients["cohort"], patients["patient_id"])}
+    problem = intensity_problem(intensity, folders)
+    if problem:  # its cohorts were re-preprocessed after training: scoring them would grade the wrong inputs
+        raise dg.Failure(description=f"segmentation_metrics[{input_name}]: {version.label()}: {problem}")
     data = load_slice_data(root, patients, input_name, splits=SPLITS, labels=model_target(model) == "regions")
     settings = PostprocessSettings(config.threshold, config.min_component_mm3)
     result = evaluate_model(model, input_name, data, lambda c, p: load_preprocessed(root.volume_dir("preprocessed", c, p)), settings)

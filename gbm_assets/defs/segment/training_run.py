@@ -29,6 +29,7 @@ from gbm_assets.lib.segment.checkpoint import (
     registered_model_name,
     save_checkpoint,
 )
+from gbm_assets.lib.preprocess.intensity import describe
 from gbm_assets.lib.segment.dataset import SliceData, require_trainable
 from gbm_assets.lib.segment.figures import training_curves_png
 from gbm_assets.lib.segment.regions import REGION_CHANNELS
@@ -45,9 +46,11 @@ from gbm_assets.lib.store.tracking import (
 
 def train_and_log(
     context: dg.AssetExecutionContext, data: SliceData, patients: pd.DataFrame, input_name: str,
-    config: UNetSettings, root: DataRoot, mlflow_resource: MlflowResource,
+    config: UNetSettings, root: DataRoot, mlflow_resource: MlflowResource, intensity: dict[str, str] | None = None,
 ) -> dict:
     """Train on data's train/validation splits, log to MLflow, register; return unet_model's metadata.
+
+    `intensity` (sequence -> scaling of the training patients' volumes) goes into the checkpoint and the run's params.
 
     Raises:
         ValueError: a split too small, or no lesion pixels to train on.
@@ -75,7 +78,8 @@ def train_and_log(
         cohorts = sorted(set(patients["cohort"]))
         mlflow.log_params({**cfg.__dict__, "input": input_name, "in_channels": in_channels, "cohorts": ",".join(cohorts)[:500],
                            "train_slices": len(data.x["train"]), "validation_slices": len(data.x["validation"]),
-                           "train_patients": int((patients["split"] == "train").sum())})  # fmt: skip
+                           "train_patients": int((patients["split"] == "train").sum()),
+                           "intensity_scaling": describe(intensity or {})})  # fmt: skip
         started = time.perf_counter()
         result = train_unet(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"], cfg, on_epoch=on_epoch)
         seconds = time.perf_counter() - started
@@ -84,7 +88,7 @@ def train_and_log(
         mlflow.log_metrics({CHAMPION_METRIC: result.best_val_dice, WHOLE_TUMOR_METRIC: whole, "best_epoch": result.best_epoch,
                             "train_seconds": seconds})  # fmt: skip
         folder = root.model_dir("unet") / input_name / run_id
-        checkpoint = save_checkpoint(folder / CHECKPOINT_ARTIFACT / "model.pt", result.best_state, arch, input_name)
+        checkpoint = save_checkpoint(folder / CHECKPOINT_ARTIFACT / "model.pt", result.best_state, arch, input_name, intensity)
         write_parquet_atomic(patients, folder / SPLITS_ARTIFACT / SPLITS_FILE)
         curves = training_curves_png(result.history)
         write_bytes_atomic(folder / "figures" / "training_curves.png", curves)
@@ -113,6 +117,7 @@ def train_and_log(
         "checkpoint": dg.MetadataValue.path(str(checkpoint)),
         "training_curves": image_metadata(curves, "training curves", url=artifact_url(run_id, "figures/training_curves.png")),
         "target": cfg.target,
+        "intensity_scaling": describe(intensity or {}),
         "randomise": cfg.randomise,
         "dropout": cfg.dropout,
         "best_val_dice_definition": "per-slice hard Dice averaged over the validation slices (and over the regions of a "

@@ -6,7 +6,7 @@ Three layers, as in nnU-Net's preprocessor:
 - images in memory: `preprocess_patient` (nibabel images -> `PreprocessedPatient`); `read_case` reads
   a patient's files and converts its labels to canonical;
 - disk: `save_preprocessed` / `load_preprocessed` (`<seq>.nii.gz`, `labels.nii.gz`, `brain.nii.gz`,
-  `transform.json` in one folder).
+  `transform.json`, `intensity.json` in one folder).
 
 Axes: volumes are (X, Y, Z) in RAS voxel order (X left->right, Y posterior->anterior, Z inferior->
 superior); images are stacked (C, X, Y, Z) in `contract.SEQUENCES` order. Spacings are in mm.
@@ -26,6 +26,14 @@ import nibabel as nib
 import numpy as np
 
 from gbm_assets.lib.contract import SEQUENCES, canonical_sequence, to_canonical
+from gbm_assets.lib.preprocess.intensity import (
+    INTENSITY_FILE,
+    PERCENTILE,
+    intensity_text,
+    normalize_percentile,
+    read_intensity,
+    scalings,
+)
 from gbm_assets.lib.preprocess.grid import (  # noqa: F401  (re-exported: the volume API in one place)
     NativeTransform,
     crop_or_pad,
@@ -48,15 +56,20 @@ class PreprocessConfig:
         target_spacing_mm: in-plane (X, Y) spacing after resampling.
         slice_thickness_mm: Z spacing after resampling; None keeps the native slice thickness.
         size: in-plane output size H = W (voxels); a multiple of 16 so a 4-level U-Net fits.
-        clip_percentiles: intensity percentiles (inside the brain) clipped before z-scoring.
+        clip_percentiles: intensity percentiles (inside the brain) clipped before scaling.
+        percentile_scaled: sequences scaled by the brain's median and 99th percentile instead of z-scored
+            (see `intensity.py`); the others are z-scored, as the study did.
     """
 
     target_spacing_mm: float = 1.0
     slice_thickness_mm: float | None = None
     size: int = 192
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
+    percentile_scaled: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        chosen = tuple(sorted({canonical_sequence(s) for s in self.percentile_scaled}, key=SEQUENCES.index))
+        object.__setattr__(self, "percentile_scaled", chosen)  # aliases and lists (run config) -> canonical tuple
         if not self.target_spacing_mm > 0:
             raise ValueError(f"target_spacing_mm must be > 0, got {self.target_spacing_mm}")
         if self.slice_thickness_mm is not None and not self.slice_thickness_mm > 0:
@@ -73,11 +86,12 @@ class PreprocessedPatient:
     """One preprocessed patient.
 
     Attributes:
-        images: (C, X, Y, Z) float32, z-scored inside `brain`, 0 outside.
+        images: (C, X, Y, Z) float32, scaled inside `brain` (z-scored, or by percentiles: `scaling`), 0 outside.
         sequences: channel names of `images`, in `contract.SEQUENCES` order.
         labels: (X, Y, Z) uint8 canonical labels, or None when the patient has no mask.
         brain: (X, Y, Z) bool, voxels non-zero in any sequence.
         transform: the map back to the native grid.
+        scaling: sequence -> its intensity scaling (`intensity.INTENSITY_SCALINGS`); None: all z-scored.
     """
 
     images: np.ndarray
@@ -85,6 +99,12 @@ class PreprocessedPatient:
     labels: np.ndarray | None
     brain: np.ndarray
     transform: NativeTransform
+    scaling: dict[str, str] | None = None
+
+    @property
+    def intensity(self) -> dict[str, str]:
+        """sequence -> scaling of every channel (z-scored where `scaling` does not say)."""
+        return scalings(self.sequences, [s for s, v in (self.scaling or {}).items() if v == PERCENTILE])
 
     @property
     def affine(self) -> np.ndarray:
@@ -128,7 +148,8 @@ def preprocess_patient(
     labels: nib.Nifti1Image | None = None,
     config: PreprocessConfig = PreprocessConfig(),
 ) -> PreprocessedPatient:
-    """Reorient to RAS, resample, crop/pad in-plane to config.size, normalise each sequence.
+    """Reorient to RAS, resample, crop/pad in-plane to config.size, scale each sequence's intensities
+    (z-scored, or by percentiles for `config.percentile_scaled`).
 
     Output grid: (size, size, Z) at (target, target, slice thickness) mm, the in-plane window
     centred on the brain's bounding box (brain = non-zero in any sequence); tissue wider than
@@ -177,7 +198,9 @@ def preprocess_patient(
     cropped = crop_or_pad(resampled, start, shape)
     del resampled
     brain = np.any(cropped != 0, axis=0)
-    normed = np.stack([normalize(c, brain, config.clip_percentiles) for c in cropped])
+    scaling = scalings(sequences, config.percentile_scaled)
+    normed = np.stack([(normalize_percentile if scaling[s] == PERCENTILE else normalize)(c, brain, config.clip_percentiles)
+                       for s, c in zip(sequences, cropped)])  # fmt: skip
     out_labels = None
     if labels is not None:
         canonical = to_canonical(volumes["labels"], "canonical", "labels")
@@ -189,7 +212,7 @@ def preprocess_patient(
         canonical_spacing=canon_spacing, resampled_spacing=spacing, resampled_origin=origin,
         resampled_shape=rshape, crop_offset=start, shape=shape,
     )
-    return PreprocessedPatient(normed, sequences, out_labels, brain, transform)
+    return PreprocessedPatient(normed, sequences, out_labels, brain, transform, scaling)
 
 
 def read_case(
@@ -231,7 +254,7 @@ def _save_nifti(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
 
 def save_preprocessed(patient: PreprocessedPatient, out_dir: Path) -> Path:
     """Write `<seq>.nii.gz` (float32) per sequence, `labels.nii.gz` (uint8, when present),
-    `brain.nii.gz` (uint8) and `transform.json` into out_dir, each atomically; files of sequences
+    `brain.nii.gz` (uint8), `transform.json` and `intensity.json` into out_dir, each atomically; files of sequences
     or labels the patient no longer has are removed. Returns out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -245,6 +268,8 @@ def save_preprocessed(patient: PreprocessedPatient, out_dir: Path) -> Path:
     _save_nifti(out_dir / "brain.nii.gz", patient.brain.astype(np.uint8), affine)
     text = json.dumps(patient.transform.to_dict(), indent=1)
     write_atomic(out_dir / "transform.json", lambda tmp: tmp.write_text(text))
+    record = intensity_text(patient.intensity)
+    write_atomic(out_dir / INTENSITY_FILE, lambda tmp: tmp.write_text(record))
     return out_dir
 
 
@@ -262,4 +287,4 @@ def load_preprocessed(directory: Path) -> PreprocessedPatient:
     read = lambda name, dtype: np.asarray(nib.load(str(directory / f"{name}.nii.gz")).dataobj, dtype=dtype)
     images = np.stack([read(s, np.float32) for s in sequences])
     labels = read("labels", np.uint8) if (directory / "labels.nii.gz").exists() else None
-    return PreprocessedPatient(images, sequences, labels, read("brain", np.uint8).astype(bool), transform)
+    return PreprocessedPatient(images, sequences, labels, read("brain", np.uint8).astype(bool), transform, read_intensity(directory))

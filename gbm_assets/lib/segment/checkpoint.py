@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from gbm_assets.lib.contract import MODEL_INPUTS
+from gbm_assets.lib.preprocess.intensity import ZSCORE
 from gbm_assets.lib.segment.unet import UNet
 from gbm_assets.lib.store.files import write_atomic
 
@@ -36,10 +38,21 @@ def model_target(model: UNet) -> str:
     return "regions" if getattr(model, "out_channels", 1) > 1 else "binary"
 
 
-def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], arch: Mapping, input_name: str) -> Path:
-    """Write `{"architecture", "state_dict", "input"}` to `path` atomically (parents created)."""
+def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], arch: Mapping, input_name: str,
+                    intensity: Mapping[str, str] | None = None) -> Path:  # fmt: skip
+    """Write `{"architecture", "state_dict", "input"}` (and `"intensity"`, sequence -> the scaling the
+    training patients were preprocessed with, when given) to `path` atomically (parents created)."""
     blob = {"architecture": dict(arch), "state_dict": dict(state_dict), "input": input_name}
+    if intensity is not None:
+        blob["intensity"] = dict(intensity)
     return write_atomic(path, lambda tmp: torch.save(blob, tmp))
+
+
+def checkpoint_intensity(path: str | Path) -> dict[str, str]:
+    """sequence -> intensity scaling the checkpoint's model was trained on; z-scored for every channel of its
+    input when the checkpoint predates the record (every model then was)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    return dict(blob.get("intensity") or {s: ZSCORE for s in MODEL_INPUTS[blob["input"]]})
 
 
 def load_checkpoint(path: str | Path) -> UNet:

@@ -152,13 +152,13 @@ def test_save_and_load_round_trip(tmp_path):
     p = preprocess_patient(images, labels, PreprocessConfig(size=32))
     out = save_preprocessed(p, tmp_path / "patient")
     assert sorted(f.name for f in out.iterdir()) == sorted(
-        ["t1.nii.gz", "t1c.nii.gz", "t2.nii.gz", "flair.nii.gz", "labels.nii.gz", "brain.nii.gz", "transform.json"]
+        ["t1.nii.gz", "t1c.nii.gz", "t2.nii.gz", "flair.nii.gz", "labels.nii.gz", "brain.nii.gz", "transform.json", "intensity.json"]
     )
     t1 = nib.load(out / "t1.nii.gz")
     assert t1.get_data_dtype() == np.float32 and nib.aff2axcodes(t1.affine) == ("R", "A", "S")
     np.testing.assert_allclose(t1.affine, p.affine, atol=1e-5)
     q = load_preprocessed(out)
-    assert q.sequences == p.sequences and q.transform == p.transform
+    assert q.sequences == p.sequences and q.transform == p.transform and q.intensity == p.intensity
     np.testing.assert_array_equal(q.images, p.images)
     np.testing.assert_array_equal(q.labels, p.labels)
     np.testing.assert_array_equal(q.brain, p.brain)
