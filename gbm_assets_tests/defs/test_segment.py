@@ -1,5 +1,6 @@
 """Splits -> one U-Net -> checks, champion, metrics -> masks through Dagster on a tiny synthetic cohort."""
 
+import json
 import shutil
 
 import dagster as dg
@@ -10,6 +11,7 @@ from mlflow import MlflowClient
 from gbm_assets.defs.segment import checks as segment_checks
 from gbm_assets.defs.segment.versions import unet_version
 from gbm_assets.lib.masks.postprocess import KEEP_LARGEST_TAG
+from gbm_assets.lib.segment.checkpoint import checkpoint_intensity
 from gbm_assets.lib.store.paths import DataRoot
 from gbm_assets.lib.store.tables import read_parquet
 from gbm_assets.lib.store.tracking import CHAMPION, TrackingStore
@@ -94,6 +96,29 @@ def test_splits_model_checks_metrics_registry_and_masks(data_root, instance, mon
     masks = materialize(data_root, ["lesion_masks"], "tiny", instance=instance)
     table = metadata(masks, "lesion_masks")
     assert table["segmented"] == 8 and table["model"] == "gbm-unet-stack v1" and table["keep_largest_component"] is keep_largest
+
+    # the model remembers the intensity scaling it learnt, and refuses volumes scaled otherwise
+    zscored = "flair=zscore, t1=zscore, t2=zscore"
+    assert meta["intensity_scaling"] == zscored and table["intensity_scaling"] == zscored
+    assert checkpoint_intensity(meta["checkpoint"]) == {"t1": "zscore", "t2": "zscore", "flair": "zscore"}
+    assert client.get_run(run_id).data.params["intensity_scaling"] == zscored
+    tampered = root.volume_dir("preprocessed", "tiny") / sorted(p.name for p in root.volume_dir("preprocessed", "tiny").iterdir())[0]
+    record = tampered / "intensity.json"
+    kept = record.read_text()
+    record.write_text(kept.replace('"flair": "zscore"', '"flair": "percentile"'))
+    mixed = materialize(data_root, ["unet_model"], "stack", instance=instance, raise_on_error=False, run_config=UNET)
+    message = failure_message(mixed)
+    assert "different intensity scalings of t1, t2, flair" in message and f"patient {tampered.name}" in message
+    record.write_text(kept)
+    materialize(data_root, ["preprocessed_volumes"], "tiny", instance=instance,
+                run_config={"preprocessed_volumes": {"config": {**PREPROCESS["preprocessed_volumes"]["config"], "percentile_scaled": ["FLAIR"]}}})  # fmt: skip
+    assert json.loads(record.read_text())["flair"] == "percentile"
+    for asset, partition, who in (("lesion_masks", "tiny", "cohort 'tiny': gbm-unet-stack version 1"),
+                                  ("segmentation_metrics", "stack", "segmentation_metrics[stack]: gbm-unet-stack v")):
+        message = failure_message(materialize(data_root, [asset], partition, instance=instance, raise_on_error=False))
+        assert who in message and "8 of 8 patients were preprocessed with another intensity scaling" in message, message
+        assert "flair: percentile, the model zscore" in message and str(tampered.parent) in message, message
+        assert "percentile_scaled: []" in message, message
 
 
 def test_unet_without_training_splits_fails_clearly(data_root, instance):
