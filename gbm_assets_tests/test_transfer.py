@@ -88,7 +88,7 @@ def test_the_floors_fail_a_champion_that_does_not_transfer(tmp_path):
     blob = torch.load(FIXTURE / "transfer_champion.pt", map_location="cpu", weights_only=True)
     generator = torch.Generator().manual_seed(0)
     state = {k: v[torch.randperm(len(v), generator=generator)] if k.startswith("head.") and v.ndim else v for k, v in blob["state_dict"].items()}
-    broken = save_checkpoint(tmp_path / "broken.pt", state, blob["architecture"], blob["input"])
+    broken = save_checkpoint(tmp_path / "broken.pt", state, blob["architecture"], blob["input"], blob.get("intensity"))
     dice_wt, ratio, dice_et = score_case(case, broken, tmp_path)
     floor_wt, (low, high), floor_et = FLOORS[case]
     assert dice_wt < floor_wt or not low <= ratio <= high or dice_et < floor_et, (dice_wt, ratio, dice_et)
@@ -145,3 +145,30 @@ def test_the_contrast_sweep_reads_binary_and_region_models(tmp_path, regions):
     rows = transfer.contrast_rows("synthetic", saved, "flair", (str(checkpoint), "1", False))
     assert len(rows) == 1 + len(transfer.CONTRAST_SEQUENCES) * len(transfer.CONTRAST_FACTORS)
     assert all(np.isfinite(r[3]) and np.isfinite(r[4]) for r in rows)
+
+
+def test_transfer_refuses_a_profile_scaled_otherwise_than_the_champion_learnt(tmp_path):
+    """As lesion_masks: a champion trained on percentile-scaled FLAIR is not scored on a case the profile z-scores."""
+    import nibabel as nib
+
+    from gbm_assets.lib.preprocess.volumes import PreprocessConfig
+    from gbm_assets.lib.segment.checkpoint import architecture, save_checkpoint
+    from gbm_assets.lib.segment.unet import UNet
+    from gbm_assets_tests.lib.preprocess import RAS_1MM, synthetic_case
+
+    transfer = script("transfer")
+    images, labels = synthetic_case((32, 32, 6), RAS_1MM, seed=1)
+    folder = tmp_path / "case"
+    folder.mkdir()
+    for seq, img in images.items():
+        nib.save(img, folder / f"{seq}.nii.gz")
+    nib.save(labels, folder / "labels.nii.gz")
+    files = {s: f"{s}.nii.gz" for s in images}
+    arch = architecture(1, 4, 0.0)
+    checkpoint = save_checkpoint(tmp_path / "m.pt", UNet(1, 4, 0.0).state_dict(), arch, "flair", {"flair": "percentile"})
+    champion = {"flair": (str(checkpoint), "1", False)}
+    with pytest.raises(SystemExit, match="synthetic case, flair v1: 1 of 1 patients .* flair: zscore, the model percentile"):
+        transfer.case_rows("synthetic case", folder, files, "labels.nii.gz", "canonical", champion, PreprocessConfig(size=32), tmp_path)
+    scaled = PreprocessConfig(size=32, percentile_scaled=("flair",))
+    [row], _, _ = transfer.case_rows("synthetic case", folder, files, "labels.nii.gz", "canonical", champion, scaled, tmp_path)
+    assert row[1] == "flair" and np.isfinite(row[3])

@@ -11,7 +11,7 @@ volume and, for a region model, enhancing-tumour Dice. Prints one markdown table
 `auto` would choose for these cases is marked. Nothing is written under
 the data root (the preprocessed cases and masks go to a temporary folder).
 
-`--errors` adds, for the `auto` champion, where its whole-tumour errors lie in intensity: the median z-scored
+`--errors` adds, for the `auto` champion, where its whole-tumour errors lie in intensity: the median scaled
 T1, T1c, T2 and FLAIR (on the preprocessed grid, as the network sees them) of the reference's edema it found,
 the edema it missed, what it predicted outside the reference, and the rest of the brain.
 
@@ -112,7 +112,9 @@ def case_rows(name: str, folder: Path, files: dict, labels_file: str, scheme: st
     from gbm_assets.lib.contract import MODEL_INPUTS
     from gbm_assets.lib.masks import worker
     from gbm_assets.lib.masks.postprocess import POSTPROCESS
+    from gbm_assets.lib.preprocess.intensity import intensity_problem
     from gbm_assets.lib.preprocess.volumes import preprocess_patient, read_case, save_preprocessed
+    from gbm_assets.lib.segment.checkpoint import checkpoint_intensity
 
     images, labels = read_case({s: folder / f for s, f in files.items()}, folder / labels_file, scheme)
     truth = np.asarray(labels.dataobj)
@@ -123,6 +125,9 @@ def case_rows(name: str, folder: Path, files: dict, labels_file: str, scheme: st
     for model_input, (checkpoint, version, keep_largest) in sorted(champions.items()):
         if not set(MODEL_INPUTS[model_input]) <= set(files):
             continue
+        problem = intensity_problem(checkpoint_intensity(checkpoint), {case_id: str(saved)})
+        if problem:  # as lesion_masks refuses: the profile's prepare.yaml is not the one the champion learnt on
+            raise SystemExit(f"{name}, {model_input} v{version}: {problem} (in the --config-dir profile's prepare.yaml)")
         task = worker.MaskTask(case_id, str(saved), str(tmp / f"{case_id}_{model_input}.nii.gz"), checkpoint,
                                model_input, POSTPROCESS.threshold, POSTPROCESS.min_component_mm3, keep_largest)  # fmt: skip
         row = worker.segment_patient(task)
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {case} | {name} | {version} | {wt:.3f} | {ratio:.2f} | {'-' if np.isnan(et) else f'{et:.3f}'} | {ml:.1f} |")
     if errors:
         seqs = list(errors[0][3])
-        print(f"\nWhere `{auto}`'s whole-tumour errors lie: median z-scored intensity (preprocessed grid)\n")
+        print(f"\nWhere `{auto}`'s whole-tumour errors lie: median intensity as the network sees it (preprocessed grid)\n")
         print("| case | voxels | n | " + " | ".join(seqs) + " |")
         print("|---|---|---|" + "---|" * len(seqs))
         for case, what, n, medians in errors:
