@@ -148,7 +148,8 @@ def test_the_contrast_sweep_reads_binary_and_region_models(tmp_path, regions):
 
 
 def test_transfer_refuses_a_profile_scaled_otherwise_than_the_champion_learnt(tmp_path):
-    """As lesion_masks: a champion trained on percentile-scaled FLAIR is not scored on a case the profile z-scores."""
+    """As lesion_masks: a champion trained on percentile-scaled FLAIR (the default) is not scored on a case the profile
+    z-scores."""
     import nibabel as nib
 
     from gbm_assets.lib.preprocess.volumes import PreprocessConfig
@@ -168,7 +169,8 @@ def test_transfer_refuses_a_profile_scaled_otherwise_than_the_champion_learnt(tm
     checkpoint = save_checkpoint(tmp_path / "m.pt", UNet(1, 4, 0.0).state_dict(), arch, "flair", {"flair": "percentile"})
     champion = {"flair": (str(checkpoint), "1", False)}
     with pytest.raises(SystemExit, match="synthetic case, flair v1: 1 of 1 patients .* flair: zscore, the model percentile"):
-        transfer.case_rows("synthetic case", folder, files, "labels.nii.gz", "canonical", champion, PreprocessConfig(size=32), tmp_path)
-    scaled = PreprocessConfig(size=32, percentile_scaled=("flair",))
+        transfer.case_rows("synthetic case", folder, files, "labels.nii.gz", "canonical", champion,
+                           PreprocessConfig(size=32, percentile_scaled=()), tmp_path)  # fmt: skip
+    scaled = PreprocessConfig(size=32)
     [row], _, _ = transfer.case_rows("synthetic case", folder, files, "labels.nii.gz", "canonical", champion, scaled, tmp_path)
     assert row[1] == "flair" and np.isfinite(row[3])

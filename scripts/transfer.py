@@ -173,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     prepare = load_run_config(args.config_dir / "prepare.yaml").get("ops", {}).get("preprocessed_volumes", {}).get("config", {})
     config = PreprocessConfig(**prepare)
+    prepare = {**prepare, "percentile_scaled": list(config.percentile_scaled)}  # the fixture records it even where it is the default
     uri = TrackingStore.for_data_root(args.data_root.resolve(), None).tracking_uri
     rows, errors, contrast = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

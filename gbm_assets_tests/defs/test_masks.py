@@ -10,6 +10,8 @@ from gbm_assets.defs.masks.assets import champion_dice
 from gbm_assets.lib.contract import MODEL_INPUTS
 from gbm_assets.lib.masks.choice import choose_model_input
 from gbm_assets.lib.masks.postprocess import KEEP_LARGEST_TAG
+from gbm_assets.lib.preprocess.intensity import scalings
+from gbm_assets.lib.preprocess.volumes import PreprocessConfig
 from gbm_assets.lib.segment.checkpoint import CHECKPOINT_ARTIFACT, architecture, save_checkpoint
 from gbm_assets.lib.segment.unet import UNet
 from gbm_assets.lib.store.paths import DataRoot
@@ -71,12 +73,14 @@ def register_champion(data_root, model_input: str, dice: float, tmp_path, whole_
     """A stub registry entry: a tiny untrained U-Net for `model_input` as the champion of its
     registered model, its run carrying `best_val_dice` = dice (and `best_val_dice_whole_tumor` when
     given, as a region model logs it; `validation_dice_3d` when given, as segmentation_metrics logs it)
-    and the post-processing tag set; `intensity`: the scaling its checkpoint says it was trained on."""
+    and the post-processing tag set; `intensity`: the scaling its checkpoint says it was trained on (default: the
+    platform's default preprocessing, as a model trained on cohorts preprocessed by default)."""
     store = TrackingStore.for_data_root(data_root)
     ensure_experiment(store, "gbm_assets")
     name = f"gbm-unet-{model_input}"
     arch = architecture(len(MODEL_INPUTS[model_input]), 4, 0.0)
     folder = tmp_path / f"ckpt_{model_input}"
+    intensity = intensity or scalings(MODEL_INPUTS[model_input], PreprocessConfig().percentile_scaled)
     save_checkpoint(folder / "unet.pt", UNet(arch["in_channels"], arch["base"], arch["dropout"]).state_dict(), arch, model_input, intensity)
     with tracked_run(store, "gbm_assets", f"stub-{model_input}", {}) as run:
         mlflow.log_metric("best_val_dice", dice)
@@ -142,18 +146,19 @@ def test_auto_choice_takes_the_best_champion_whose_inputs_the_cohort_has(data_ro
 
 
 def test_a_cohort_scaled_otherwise_than_the_champion_learnt_is_refused(data_root, instance, cohort, tmp_path, monkeypatch):
-    """A FLAIR model trained on percentile-scaled FLAIR, fed z-scored volumes, would segment without complaint and
-    wrongly: lesion_masks refuses the cohort, naming it, the patient and the folder, until it is preprocessed alike."""
+    """A FLAIR model trained on z-scored FLAIR (the study's way), fed percentile-scaled volumes (the default), would
+    segment without complaint and wrongly: lesion_masks refuses the cohort, naming it, the patient and the folder,
+    until it is preprocessed alike."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    register_champion(data_root, "flair", 0.8, tmp_path, intensity={"flair": "percentile"})
+    register_champion(data_root, "flair", 0.8, tmp_path, intensity={"flair": "zscore"})
     flair = {"lesion_masks": {"config": {"model_input": "flair"}}}
     message = failure_message(materialize(data_root, ["lesion_masks"], cohort, instance=instance, raise_on_error=False, run_config=flair))
     folder = DataRoot(data_root).volume_dir("preprocessed", cohort)
     assert "cohort 'c': gbm-unet-flair version 1: 1 of 1 patients were preprocessed with another intensity scaling" in message
-    assert f"({folder}/" in message and "flair: zscore, the model percentile" in message
-    assert "re-materialize preprocessed_volumes with percentile_scaled: [flair]" in message
+    assert f"({folder}/" in message and "flair: percentile, the model zscore" in message
+    assert "re-materialize preprocessed_volumes with percentile_scaled: []" in message
     assert not (DataRoot(data_root).table_dir("lesion_masks") / "c.parquet").exists()
-    scaled = {"preprocessed_volumes": {"config": {"size": 16, "percentile_scaled": ["flair"]}}}
-    materialize(data_root, ["preprocessed_volumes"], cohort, instance=instance, run_config=scaled)
+    zscored = {"preprocessed_volumes": {"config": {"size": 16, "percentile_scaled": []}}}
+    materialize(data_root, ["preprocessed_volumes"], cohort, instance=instance, run_config=zscored)
     done = materialize(data_root, ["lesion_masks"], cohort, instance=instance, run_config=flair)
-    assert metadata(done, "lesion_masks")["intensity_scaling"] == "flair=percentile"
+    assert metadata(done, "lesion_masks")["intensity_scaling"] == "flair=zscore"

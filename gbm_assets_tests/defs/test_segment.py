@@ -98,27 +98,27 @@ def test_splits_model_checks_metrics_registry_and_masks(data_root, instance, mon
     assert table["segmented"] == 8 and table["model"] == "gbm-unet-stack v1" and table["keep_largest_component"] is keep_largest
 
     # the model remembers the intensity scaling it learnt, and refuses volumes scaled otherwise
-    zscored = "flair=zscore, t1=zscore, t2=zscore"
-    assert meta["intensity_scaling"] == zscored and table["intensity_scaling"] == zscored
-    assert checkpoint_intensity(meta["checkpoint"]) == {"t1": "zscore", "t2": "zscore", "flair": "zscore"}
-    assert client.get_run(run_id).data.params["intensity_scaling"] == zscored
+    default = "flair=percentile, t1=zscore, t2=percentile"
+    assert meta["intensity_scaling"] == default and table["intensity_scaling"] == default
+    assert checkpoint_intensity(meta["checkpoint"]) == {"t1": "zscore", "t2": "percentile", "flair": "percentile"}
+    assert client.get_run(run_id).data.params["intensity_scaling"] == default
     tampered = root.volume_dir("preprocessed", "tiny") / sorted(p.name for p in root.volume_dir("preprocessed", "tiny").iterdir())[0]
     record = tampered / "intensity.json"
     kept = record.read_text()
-    record.write_text(kept.replace('"flair": "zscore"', '"flair": "percentile"'))
+    record.write_text(kept.replace('"flair": "percentile"', '"flair": "zscore"'))
     mixed = materialize(data_root, ["unet_model"], "stack", instance=instance, raise_on_error=False, run_config=UNET)
     message = failure_message(mixed)
     assert "different intensity scalings of t1, t2, flair" in message and f"patient {tampered.name}" in message
     record.write_text(kept)
     materialize(data_root, ["preprocessed_volumes"], "tiny", instance=instance,
-                run_config={"preprocessed_volumes": {"config": {**PREPROCESS["preprocessed_volumes"]["config"], "percentile_scaled": ["FLAIR"]}}})  # fmt: skip
-    assert json.loads(record.read_text())["flair"] == "percentile"
+                run_config={"preprocessed_volumes": {"config": {**PREPROCESS["preprocessed_volumes"]["config"], "percentile_scaled": []}}})  # fmt: skip
+    assert json.loads(record.read_text()) == {s: "zscore" for s in ("t1", "t1c", "t2", "flair")}
     for asset, partition, who in (("lesion_masks", "tiny", "cohort 'tiny': gbm-unet-stack version 1"),
                                   ("segmentation_metrics", "stack", "segmentation_metrics[stack]: gbm-unet-stack v")):
         message = failure_message(materialize(data_root, [asset], partition, instance=instance, raise_on_error=False))
         assert who in message and "8 of 8 patients were preprocessed with another intensity scaling" in message, message
-        assert "flair: percentile, the model zscore" in message and str(tampered.parent) in message, message
-        assert "percentile_scaled: []" in message, message
+        assert "t2: zscore, the model percentile; flair: zscore, the model percentile" in message, message
+        assert str(tampered.parent) in message and "percentile_scaled: [t2, flair]" in message, message
 
 
 def test_unet_without_training_splits_fails_clearly(data_root, instance):

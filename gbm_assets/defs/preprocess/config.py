@@ -7,6 +7,8 @@ from types import ModuleType
 
 import dagster as dg
 
+from gbm_assets.lib.preprocess.intensity import DEFAULT_PERCENTILE_SCALED
+
 
 def source_version(*modules: ModuleType) -> str:
     """A 12-hex code version: SHA-256 of the modules' source text (changes when their code does)."""
@@ -23,10 +25,10 @@ class PreprocessSettings(dg.Config):
     """Slice thickness after resampling, mm; None keeps the native thickness."""
     size: int = 192
     """In-plane size (H = W) after crop/pad; a multiple of 16."""
-    percentile_scaled: list[str] = []
-    """Sequences scaled to the brain's median (0) and 99th percentile (2.5) instead of z-scored, e.g.
-    [flair, t2]. Models remember the scaling they were trained on; lesion_masks refuses a cohort scaled
-    otherwise."""
+    percentile_scaled: list[str] = list(DEFAULT_PERCENTILE_SCALED)
+    """Sequences scaled to the brain's median (0) and 99th percentile (2.5) instead of z-scored (default FLAIR
+    and T2; [] z-scores every sequence, as the study did). Models remember the scaling they were trained on;
+    lesion_masks refuses a cohort scaled otherwise."""
 
 
 class SliceSettings(dg.Config):

@@ -1,11 +1,13 @@
 """How each sequence's intensities are scaled, and the record of it that travels with volumes and models.
 
-Two scalings, chosen per sequence by `PreprocessConfig.percentile_scaled`:
-- `zscore` (the default, as the study): clip to percentiles inside the brain, then mean 0, SD 1;
+Two scalings, chosen per sequence by `PreprocessConfig.percentile_scaled` (by default FLAIR and T2 percentile-scaled,
+T1 and T1c z-scored; an empty setting z-scores every sequence, as the study did):
+- `zscore`: clip to percentiles inside the brain, then mean 0, SD 1;
 - `percentile`: clip likewise, then the brain's median to 0 and its 99th percentile to 2.5. A
   lesion's brightness is then read against the brain's brightest voxels rather than its spread,
   which a large edema inflates less than z-scoring does (scanners and cohorts differ in how bright
-  FLAIR and T2 edema are relative to normal brain; see the README's transfer section).
+  FLAIR and T2 edema are relative to normal brain; see the README's transfer section). On T1c the 99th
+  percentile is the enhancing rim itself, so T1 and T1c stay z-scored by default.
 
 A U-Net learns the scale it was trained on: fed volumes scaled the other way it fails without any
 error. So each preprocessed patient's folder holds `intensity.json` (sequence -> scaling), each
@@ -31,6 +33,8 @@ PERCENTILE_TOP = 2.5
 """Where the brain's 99th percentile lands: about where a z-scored normal brain's does, so a healthy
 brain looks alike under both scalings and only a lesion-heavy one differs."""
 INTENSITY_FILE = "intensity.json"
+DEFAULT_PERCENTILE_SCALED: tuple[str, ...] = ("t2", "flair")
+"""The sequences percentile-scaled by default (the platform's and the demo's models are trained so)."""
 
 
 def normalize_percentile(image: np.ndarray, brain: np.ndarray, clip_percentiles=(0.5, 99.5)) -> np.ndarray:

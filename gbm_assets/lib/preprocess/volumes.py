@@ -27,6 +27,7 @@ import numpy as np
 
 from gbm_assets.lib.contract import SEQUENCES, canonical_sequence, to_canonical
 from gbm_assets.lib.preprocess.intensity import (
+    DEFAULT_PERCENTILE_SCALED,
     INTENSITY_FILE,
     PERCENTILE,
     intensity_text,
@@ -58,14 +59,14 @@ class PreprocessConfig:
         size: in-plane output size H = W (voxels); a multiple of 16 so a 4-level U-Net fits.
         clip_percentiles: intensity percentiles (inside the brain) clipped before scaling.
         percentile_scaled: sequences scaled by the brain's median and 99th percentile instead of z-scored
-            (see `intensity.py`); the others are z-scored, as the study did.
+            (see `intensity.py`; FLAIR and T2 by default); the others are z-scored. () z-scores all, as the study did.
     """
 
     target_spacing_mm: float = 1.0
     slice_thickness_mm: float | None = None
     size: int = 192
     clip_percentiles: tuple[float, float] = (0.5, 99.5)
-    percentile_scaled: tuple[str, ...] = ()
+    percentile_scaled: tuple[str, ...] = DEFAULT_PERCENTILE_SCALED
 
     def __post_init__(self) -> None:
         chosen = tuple(sorted({canonical_sequence(s) for s in self.percentile_scaled}, key=SEQUENCES.index))

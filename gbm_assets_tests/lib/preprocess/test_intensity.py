@@ -62,7 +62,8 @@ def test_preprocess_scales_the_chosen_sequences_and_records_it(tmp_path):
     out = save_preprocessed(p, tmp_path / "p")
     assert json.loads((out / INTENSITY_FILE).read_text()) == PCT
     assert load_preprocessed(out).intensity == PCT == read_intensity(out)
-    zscored = save_preprocessed(preprocess_patient(images, labels, PreprocessConfig(size=32)), tmp_path / "z")
+    assert PreprocessConfig().percentile_scaled == ("t2", "flair")  # the default: FLAIR and T2, T1 and T1c z-scored
+    zscored = save_preprocessed(preprocess_patient(images, labels, PreprocessConfig(size=32, percentile_scaled=())), tmp_path / "z")
     assert set(read_intensity(zscored).values()) == {"zscore"}
     (zscored / INTENSITY_FILE).unlink()  # a folder written before the record existed: z-scored, as all were
     assert read_intensity(zscored) == dict.fromkeys(("t1", "t1c", "t2", "flair"), "zscore")
@@ -95,7 +96,7 @@ def test_training_patients_must_share_one_scaling():
 def test_a_patient_scaled_otherwise_than_the_model_is_named_with_its_folder(tmp_path):
     images, labels = synthetic_case((40, 40, 6), RAS_1MM, seed=3)
     folders = {}
-    for name, config in (("p1", PreprocessConfig(size=32, percentile_scaled=("t2", "flair"))), ("p2", PreprocessConfig(size=32))):
+    for name, config in (("p1", PreprocessConfig(size=32)), ("p2", PreprocessConfig(size=32, percentile_scaled=()))):
         folders[f"patient {name}"] = save_preprocessed(preprocess_patient(images, labels, config), tmp_path / name)
     model = {"t2": "percentile", "flair": "percentile"}
     assert intensity_problem(model, {"patient p1": folders["patient p1"]}) is None
