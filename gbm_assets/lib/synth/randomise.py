@@ -3,8 +3,8 @@
 The demo models only ever see phantoms. SynthSeg showed that a network trained on images whose
 contrast, bias field, resolution and noise are redrawn for every example learns shapes rather than
 one scanner's look, and segments real scans. `randomise_batch` does that to a batch of preprocessed
-slices (x (N, C, H, W) float32, z-scored inside the brain and 0 outside, as `training_slices`
-stores them) and its canonical label maps (N, H, W), which it never changes.
+slices (x (N, C, H, W) float32, scaled inside the brain as preprocessing scaled them (z-scored or by
+percentiles, `preprocess/intensity.py`) and 0 outside, as `training_slices` stores them) and its canonical label maps (N, H, W), which it never changes.
 
 Per slice, each step is applied with its own probability (`RandomiseConfig`), in this order:
 
@@ -27,7 +27,8 @@ Per slice, each step is applied with its own probability (`RandomiseConfig`), in
 Steps 1-6 work on each sequence rescaled to about [0, 1] inside the brain. At the end every
 sequence is normalised back as preprocessing does (`preprocess.volumes.normalize`: clip to the 0.5
 and 99.5 percentiles, z-score inside the brain), then given the input slice's brain mean and
-standard deviation, so the output lives on the scale the network sees at inference, 0 outside.
+standard deviation, so the output lives on the scale the network sees at inference (whichever scaling
+the slices carry), 0 outside.
 
 All randomness comes from the `numpy.random.Generator` passed in: one seed, one output.
 """
