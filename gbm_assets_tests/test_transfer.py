@@ -28,8 +28,8 @@ from gbm_assets_tests.test_scripts import script
 FIXTURE = Path(__file__).parent / "fixtures"
 CASES = ("BRATS_001 (MSD, expert)", "TCGA-06-1802 (HD-GLIO)")
 FLOORS = {  # case -> (whole-tumour Dice, volume ratio range, enhancing Dice), set below the measured values
-    "BRATS_001 (MSD, expert)": (0.70, (0.7, 2.0), 0.65),
-    "TCGA-06-1802 (HD-GLIO)": (0.60, (0.5, 1.3), 0.65),
+    "BRATS_001 (MSD, expert)": (0.78, (0.9, 1.5), 0.65),  # measured 0.811, 1.20x, 0.694
+    "TCGA-06-1802 (HD-GLIO)": (0.70, (0.6, 1.3), 0.70),  # measured 0.732, 0.73x, 0.737
 }
 TARGET_DICE, TARGET_RATIO = 0.75, (0.7, 1.3)
 
@@ -70,7 +70,7 @@ def test_the_demo_champion_transfers_above_its_floors(case, scored, record_prope
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the phantom-trained champion over-segments BRATS_001 and under-segments TCGA-06-1802")
+@pytest.mark.xfail(strict=True, reason="the phantom-trained champion under-segments TCGA-06-1802 (whole-tumour Dice 0.732)")
 def test_the_demo_champion_reaches_the_transfer_target_on_every_case(scored):
     for case, (dice_wt, ratio, _, _) in scored.items():
         assert dice_wt >= TARGET_DICE and TARGET_RATIO[0] <= ratio <= TARGET_RATIO[1], f"{case}: {dice_wt:.3f}, {ratio:.2f}x"
@@ -111,7 +111,7 @@ def test_scale_contrast_stretches_each_chosen_sequence_about_its_brain_median():
 @pytest.mark.slow
 def test_the_contrast_sweep_scores_the_native_case_first_and_every_stretch(tmp_path):
     """`--contrast` on TCGA-06-1802: the native row, then FLAIR, T2 and both at every factor, each stretch reaching the
-    model (the fixture champion's whole tumour moves with the case's FLAIR contrast)."""
+    model (the fixture champion's whole tumour grows with the case's FLAIR contrast and shrinks with its T2 contrast)."""
     from gbm_assets.lib.preprocess.volumes import PreprocessConfig, preprocess_patient, read_case, save_preprocessed
 
     transfer = script("transfer")
@@ -124,7 +124,7 @@ def test_the_contrast_sweep_scores_the_native_case_first_and_every_stretch(tmp_p
     assert [(r[1], r[2]) for r in rows] == [("-", 1.0)] + [(" + ".join(s), f) for s in transfer.CONTRAST_SEQUENCES
                                                              for f in transfer.CONTRAST_FACTORS]  # fmt: skip
     ratio = {(r[1], r[2]): r[4] for r in rows}
-    assert abs(ratio[("flair", 2.0)] - ratio[("-", 1.0)]) > 0.05 and abs(ratio[("flair", 0.75)] - ratio[("-", 1.0)]) > 0.05
+    assert ratio[("flair", 2.0)] - ratio[("-", 1.0)] > 0.05 and ratio[("-", 1.0)] - ratio[("t2", 2.0)] > 0.05
 
 
 @pytest.mark.parametrize("regions", [1, 3])
