@@ -38,8 +38,8 @@ from gbm_assets.lib.masks.worker import (
     segment_patient,
     thumb_path,
 )
-from gbm_assets.lib.segment import inference
 from gbm_assets.lib.preprocess.intensity import describe, intensity_problem
+from gbm_assets.lib.segment import inference
 from gbm_assets.lib.segment.checkpoint import checkpoint_intensity, logged_checkpoint, registered_model_name
 from gbm_assets.lib.store.compute import usable_cpus
 from gbm_assets.lib.store.tracking import (

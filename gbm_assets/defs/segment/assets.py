@@ -20,8 +20,8 @@ from gbm_assets.defs.resources import DataRootResource, MlflowResource
 from gbm_assets.defs.segment.config import MetricsSettings, UNetSettings
 from gbm_assets.defs.segment.training_run import train_and_log
 from gbm_assets.defs.segment.versions import CHAMPION_METRIC, produced_version
-from gbm_assets.lib.masks.postprocess import KEEP_LARGEST_TAG, PostprocessSettings
 from gbm_assets.lib.contract import MODEL_INPUTS
+from gbm_assets.lib.masks.postprocess import KEEP_LARGEST_TAG, PostprocessSettings
 from gbm_assets.lib.preprocess.intensity import common_intensity, intensity_problem, read_intensity
 from gbm_assets.lib.preprocess.splits import (
     SPLITS,

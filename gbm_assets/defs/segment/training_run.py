@@ -23,13 +23,13 @@ from gbm_assets.defs.segment.versions import (
     SPLITS_ARTIFACT,
     SPLITS_FILE,
 )
+from gbm_assets.lib.preprocess.intensity import describe
 from gbm_assets.lib.segment.checkpoint import (
     CHECKPOINT_ARTIFACT,
     architecture,
     registered_model_name,
     save_checkpoint,
 )
-from gbm_assets.lib.preprocess.intensity import describe
 from gbm_assets.lib.segment.dataset import SliceData, require_trainable
 from gbm_assets.lib.segment.figures import training_curves_png
 from gbm_assets.lib.segment.regions import REGION_CHANNELS

@@ -37,17 +37,38 @@ DEFAULT_PERCENTILE_SCALED: tuple[str, ...] = ("t2", "flair")
 """The sequences percentile-scaled by default (the platform's and the demo's models are trained so)."""
 
 
+def _clipped_brain(image: np.ndarray, brain: np.ndarray, clip_percentiles) -> np.ndarray:
+    """The brain's voxels (float64), clipped to their percentiles; empty for an empty brain."""
+    values = image[brain].astype(np.float64)
+    return np.clip(values, *np.percentile(values, clip_percentiles)) if values.size else values
+
+
+def normalize(image: np.ndarray, brain: np.ndarray, clip_percentiles=(0.5, 99.5)) -> np.ndarray:
+    """Clip to percentiles inside `brain`, z-score inside `brain`, 0 outside (float32, same shape).
+
+    An empty brain gives all zeros; a constant brain gives zeros inside.
+    """
+    out = np.zeros(image.shape, np.float32)
+    values = _clipped_brain(image, brain, clip_percentiles)
+    if values.size:
+        std = values.std()
+        out[brain] = (values - values.mean()) / std if std > 0 else 0.0
+    return out
+
+
 def normalize_percentile(image: np.ndarray, brain: np.ndarray, clip_percentiles=(0.5, 99.5)) -> np.ndarray:
     """Clip to percentiles inside `brain`, then median -> 0 and 99th percentile -> `PERCENTILE_TOP`
     inside `brain`, 0 outside (float32, same shape). An empty or flat brain gives zeros."""
     out = np.zeros(image.shape, np.float32)
-    values = image[brain].astype(np.float64)
-    if values.size == 0:
-        return out
-    values = np.clip(values, *np.percentile(values, clip_percentiles))
-    median, top = np.percentile(values, PERCENTILE_POINTS)
-    out[brain] = PERCENTILE_TOP * (values - median) / (top - median) if top > median else 0.0
+    values = _clipped_brain(image, brain, clip_percentiles)
+    if values.size:
+        median, top = np.percentile(values, PERCENTILE_POINTS)
+        out[brain] = PERCENTILE_TOP * (values - median) / (top - median) if top > median else 0.0
     return out
+
+
+SCALERS = {ZSCORE: normalize, PERCENTILE: normalize_percentile}
+"""scaling -> the function that applies it (image, brain, clip_percentiles)."""
 
 
 def scalings(sequences: Iterable[str], percentile_scaled: Iterable[str]) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Volume preprocessing: canonical RAS, resampling, in-plane crop/pad and intensity normalisation.
 
 Three layers, as in nnU-Net's preprocessor:
-- arrays only: `normalize` here; geometry (`reorient_to_ras`, `resample`, `crop_or_pad`,
-  `NativeTransform`, `to_native`) in `grid.py`, re-exported here;
+- arrays only: intensity scaling (`normalize`, `normalize_percentile`) in `intensity.py`, geometry
+  (`reorient_to_ras`, `resample`, `crop_or_pad`, `NativeTransform`, `to_native`) in `grid.py`, both re-exported here;
 - images in memory: `preprocess_patient` (nibabel images -> `PreprocessedPatient`); `read_case` reads
   a patient's files and converts its labels to canonical;
 - disk: `save_preprocessed` / `load_preprocessed` (`<seq>.nii.gz`, `labels.nii.gz`, `brain.nii.gz`,
@@ -26,15 +26,6 @@ import nibabel as nib
 import numpy as np
 
 from gbm_assets.lib.contract import SEQUENCES, canonical_sequence, to_canonical
-from gbm_assets.lib.preprocess.intensity import (
-    DEFAULT_PERCENTILE_SCALED,
-    INTENSITY_FILE,
-    PERCENTILE,
-    intensity_text,
-    normalize_percentile,
-    read_intensity,
-    scalings,
-)
 from gbm_assets.lib.preprocess.grid import (  # noqa: F401  (re-exported: the volume API in one place)
     NativeTransform,
     crop_or_pad,
@@ -45,6 +36,16 @@ from gbm_assets.lib.preprocess.grid import (  # noqa: F401  (re-exported: the vo
     resample,
     resampled_grid,
     to_native,
+)
+from gbm_assets.lib.preprocess.intensity import (  # noqa: F401  (normalize re-exported: the volume API in one place)
+    DEFAULT_PERCENTILE_SCALED,
+    INTENSITY_FILE,
+    PERCENTILE,
+    SCALERS,
+    intensity_text,
+    normalize,
+    read_intensity,
+    scalings,
 )
 from gbm_assets.lib.store.files import write_atomic
 
@@ -117,21 +118,6 @@ class PreprocessedPatient:
         return self.transform.resampled_spacing
 
 
-def normalize(image: np.ndarray, brain: np.ndarray, clip_percentiles=(0.5, 99.5)) -> np.ndarray:
-    """Clip to percentiles inside `brain`, z-score inside `brain`, 0 outside (float32, same shape).
-
-    An empty brain gives all zeros; a constant brain gives zeros inside.
-    """
-    out = np.zeros(image.shape, np.float32)
-    values = image[brain].astype(np.float64)
-    if values.size == 0:
-        return out
-    values = np.clip(values, *np.percentile(values, clip_percentiles))
-    std = values.std()
-    out[brain] = (values - values.mean()) / std if std > 0 else 0.0
-    return out
-
-
 # ---- images in memory --------------------------------------------------------------------------
 
 
@@ -200,8 +186,7 @@ def preprocess_patient(
     del resampled
     brain = np.any(cropped != 0, axis=0)
     scaling = scalings(sequences, config.percentile_scaled)
-    normed = np.stack([(normalize_percentile if scaling[s] == PERCENTILE else normalize)(c, brain, config.clip_percentiles)
-                       for s, c in zip(sequences, cropped)])  # fmt: skip
+    normed = np.stack([SCALERS[scaling[s]](c, brain, config.clip_percentiles) for s, c in zip(sequences, cropped)])
     out_labels = None
     if labels is not None:
         canonical = to_canonical(volumes["labels"], "canonical", "labels")
