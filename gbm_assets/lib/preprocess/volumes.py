@@ -40,8 +40,8 @@ from gbm_assets.lib.preprocess.grid import (  # noqa: F401  (re-exported: the vo
 from gbm_assets.lib.preprocess.intensity import (  # noqa: F401  (normalize re-exported: the volume API in one place)
     DEFAULT_PERCENTILE_SCALED,
     INTENSITY_FILE,
-    PERCENTILE,
     SCALERS,
+    ZSCORE,
     intensity_text,
     normalize,
     read_intensity,
@@ -106,7 +106,7 @@ class PreprocessedPatient:
     @property
     def intensity(self) -> dict[str, str]:
         """sequence -> scaling of every channel (z-scored where `scaling` does not say)."""
-        return scalings(self.sequences, [s for s, v in (self.scaling or {}).items() if v == PERCENTILE])
+        return {s: (self.scaling or {}).get(s, ZSCORE) for s in self.sequences}
 
     @property
     def affine(self) -> np.ndarray:
