@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from gbm_assets import demo
+from gbm_assets.lib.preprocess.intensity import DEFAULT_PERCENTILE_SCALED
 from gbm_assets.lib.store.paths import DataRoot
 from gbm_assets.lib.synth.longitudinal import write_longitudinal_cohort
 from gbm_assets.lib.synth.phantom import SynthOptions, write_cohort
@@ -42,10 +43,13 @@ def test_each_profile_preprocesses_its_phantoms_on_their_own_grid(profile):
     """Both cohorts of a profile are resampled to the phantoms' in-plane spacing and field of view, so the
     longitudinal cohort meets the U-Nets on the grid they were trained on, and nothing is up- or downsampled."""
     options = demo.synth_options(profile)
+    scaled = set()
     for name in ("prepare.yaml", "longitudinal.yaml"):
         config = demo.load_run_config(profile / name)["ops"]["preprocessed_volumes"]["config"]
         assert config["target_spacing_mm"] == options.spacing[0] == options.spacing[1], (profile, name)
         assert config["size"] == options.shape[0] == options.shape[1], (profile, name)
+        scaled.add(tuple(config.get("percentile_scaled", DEFAULT_PERCENTILE_SCALED)))
+    assert len(scaled) == 1, (profile, scaled)  # scaled as the U-Nets were trained, or lesion_masks refuses the cohort
 
 
 def test_synth_options_come_from_the_profile(tmp_path):
