@@ -34,6 +34,9 @@ class UNetSettings(dg.Config):
     """Domain randomisation of the training batches (lib/synth/randomise: per-tissue intensities, an edema border
     relative to the slice's own edema, bias field, gamma, blur and resolution loss, noise, contrast between
     sequences), seeded by (seed, epoch, batch); never validation."""
+    spatial: bool = False
+    """Random in-plane zoom (0.71-1.4x) and rotation (+-15 degrees) of half the training slices with their labels
+    (lib/segment/spatial), so the model does not learn one scale of tumour; seeded by (seed, epoch, batch)."""
     training_cohorts: list[str] = []
     """Cohorts of training_splits whose patients train the model; empty = every cohort it lists."""
 

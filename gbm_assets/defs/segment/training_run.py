@@ -63,7 +63,7 @@ def train_and_log(
                       seed=config.seed, augment=config.augment, progress=True, schedule=config.schedule,
                       compile=config.compile, channels_last=config.channels_last, threads=config.threads,
                       num_workers=config.num_workers, target=config.target, randomise=config.randomise,
-                      dropout=config.dropout)  # fmt: skip
+                      spatial=config.spatial, dropout=config.dropout)  # fmt: skip
     in_channels = data.x["train"].shape[1]
     arch = architecture(in_channels, cfg.base, cfg.dropout, len(REGION_CHANNELS) if cfg.target == "regions" else 1, cfg.target)
     uri = mlflow_resource.store().tracking_uri
@@ -119,6 +119,7 @@ def train_and_log(
         "target": cfg.target,
         "intensity_scaling": describe(intensity or {}),
         "randomise": cfg.randomise,
+        "spatial": cfg.spatial,
         "dropout": cfg.dropout,
         "best_val_dice_definition": "per-slice hard Dice averaged over the validation slices (and over the regions of a "
         "region model), used to pick the best epoch; "

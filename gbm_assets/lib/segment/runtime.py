@@ -113,6 +113,14 @@ def randomised_batch(xb: torch.Tensor, yb: torch.Tensor, seed: int, epoch: int, 
     return torch.from_numpy(out).to(xb.device)
 
 
+def spatial_batch(xb: torch.Tensor, yb: torch.Tensor, seed: int, epoch: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random zoom and rotation (`lib/segment/spatial.random_affine`) of one training batch and its labels, drawn
+    from `default_rng([seed, epoch, batch, 1])`: reproducible per batch, independent of the other draws."""
+    from gbm_assets.lib.segment.spatial import random_affine
+
+    return random_affine(xb, yb, np.random.default_rng([seed, epoch, batch, 1]))
+
+
 def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 

@@ -30,19 +30,9 @@ from tqdm.auto import tqdm
 from gbm_assets.lib.segment.losses import bce_dice_loss
 from gbm_assets.lib.segment.region_loss import batch_targets, region_loss, slice_dice
 from gbm_assets.lib.segment.regions import REGION_CHANNELS
-from gbm_assets.lib.segment.runtime import (
-    DeviceSlices,
-    autocast,
-    batch_source,
-    compiled_logits,
-    memory_format,
-    predict_slices,
-    randomised_batch,
-    resolve_device,
-    resolve_switch,
-    seeded_run,
-    torch_threads,
-)
+from gbm_assets.lib.segment.runtime import (DeviceSlices, autocast, batch_source, compiled_logits, memory_format,
+                                            predict_slices, randomised_batch, resolve_device, resolve_switch,
+                                            seeded_run, spatial_batch, torch_threads)
 from gbm_assets.lib.segment.unet import UNet
 
 __all__ = ["TrainConfig", "TrainResult", "predict_slices", "resolve_device", "train_unet"]
@@ -83,6 +73,8 @@ class TrainConfig:
         randomise: domain randomisation (`lib/synth/randomise`) of every training batch (never
             validation), drawn from `default_rng([seed, epoch, batch index])`; y must hold canonical
             labels for its per-tissue intensities.
+        spatial: random in-plane zoom and rotation of training slices with their labels (`lib/segment/spatial`),
+            drawn like `randomise` (after it, so intensities follow the tissue labels of the unmoved slice).
     """
 
     base: int = 64
@@ -105,6 +97,7 @@ class TrainConfig:
     threads: int = 0
     target: str = "binary"
     randomise: bool = False
+    spatial: bool = False
 
 
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -259,6 +252,8 @@ def _train(train_x, train_y, val_x, val_y, config: TrainConfig, on_epoch) -> Tra
             for b, (xb, yb) in enumerate(batch_source(train_x, train_y, batches, config.num_workers, device, train_src)):
                 if config.randomise:
                     xb = randomised_batch(xb, yb, config.seed, epoch, b)
+                if config.spatial:
+                    xb, yb = spatial_batch(xb, yb, config.seed, epoch, b)
                 if config.augment:
                     xb, yb = _augment(xb, yb, rng)
                 with autocast(device):
