@@ -110,6 +110,13 @@ def test_splits_model_checks_metrics_registry_and_masks(data_root, instance, mon
     message = failure_message(mixed)
     assert "different intensity scalings of t1, t2, flair" in message and f"patient {tampered.name}" in message
     record.write_text(kept)
+    transform = tampered / "transform.json"  # one patient on another grid: a model learns one
+    kept_grid = transform.read_text()
+    transform.write_text(kept_grid.replace('"resampled_spacing": [\n  3.0,\n  3.0', '"resampled_spacing": [\n  2.0,\n  2.0'))
+    message = failure_message(materialize(data_root, ["unet_model"], "stack", instance=instance, raise_on_error=False, run_config=UNET))
+    assert "2 different in-plane grids" in message and f"patient {tampered.name}: 2 mm" in message, message
+    assert "target_spacing_mm" in message
+    transform.write_text(kept_grid)
     materialize(data_root, ["preprocessed_volumes"], "tiny", instance=instance,
                 run_config={"preprocessed_volumes": {"config": {**PREPROCESS["preprocessed_volumes"]["config"], "percentile_scaled": []}}})  # fmt: skip
     assert json.loads(record.read_text()) == {s: "zscore" for s in ("t1", "t1c", "t2", "flair")}
@@ -119,6 +126,14 @@ def test_splits_model_checks_metrics_registry_and_masks(data_root, instance, mon
         assert who in message and "8 of 8 patients were preprocessed with another intensity scaling" in message, message
         assert "t2: zscore, the model percentile; flair: zscore, the model percentile" in message, message
         assert str(tampered.parent) in message and "percentile_scaled: [t2, flair]" in message, message
+
+    # the model remembers its grid too: a cohort preprocessed on another is resampled to it and back, not refused
+    assert meta["model_grid_mm"] == 3.0 and table["model_grid_mm"] == 3.0 and table["patients_resampled_to_model_grid"] == 0
+    assert client.get_run(run_id).data.params["spacing_mm"] == "3.0"
+    materialize(data_root, ["preprocessed_volumes"], "tiny", instance=instance,
+                run_config={"preprocessed_volumes": {"config": {"target_spacing_mm": 2.0, "size": 64}}})  # fmt: skip
+    regrid = metadata(materialize(data_root, ["lesion_masks"], "tiny", instance=instance), "lesion_masks")
+    assert regrid["segmented"] == 8 and regrid["patients_resampled_to_model_grid"] == 8
 
 
 def test_unet_without_training_splits_fails_clearly(data_root, instance):

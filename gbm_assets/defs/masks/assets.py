@@ -40,7 +40,8 @@ from gbm_assets.lib.masks.worker import (
 )
 from gbm_assets.lib.preprocess.intensity import describe, intensity_problem
 from gbm_assets.lib.segment import inference
-from gbm_assets.lib.segment.checkpoint import checkpoint_intensity, logged_checkpoint, registered_model_name
+from gbm_assets.lib.segment.checkpoint import checkpoint_record, logged_checkpoint, registered_model_name
+from gbm_assets.lib.segment.grid import folder_spacing, same_grid
 from gbm_assets.lib.store.compute import usable_cpus
 from gbm_assets.lib.store.tracking import (
     CHAMPION,
@@ -142,7 +143,11 @@ def lesion_masks(
     models.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=models, prefix=f".{cohort}-") as folder, compute.open(root.root) as pool:
         checkpoint, version, keep_largest = champion_checkpoint(tracking_uri, model_name, folder)
-        intensity = checkpoint_intensity(checkpoint)
+        intensity, model_grid = checkpoint_record(checkpoint)
+        resampled = 0 if model_grid is None else sum(not same_grid(folder_spacing(d), model_grid) for d in ok_rows["dir"])
+        if resampled:
+            context.log.info(f"cohort {cohort}: {resampled} patients preprocessed on another in-plane grid than {model_name} "
+                             f"version {version} learnt on ({model_grid:g} mm); their slices are resampled to it and back")
         problem = intensity_problem(intensity, {f"patient {row.patient_id}": row.dir for row in ok_rows.itertuples()})
         if problem:  # a model fed volumes scaled otherwise than it learnt fails silently: refuse the cohort
             raise dg.Failure(description=f"cohort {cohort!r}: {model_name} version {version}: {problem}")
@@ -175,6 +180,8 @@ def lesion_masks(
             "model_input_chosen": "auto" if config.model_input.strip().lower() in AUTO else "config",
             "keep_largest_component": keep_largest,
             "intensity_scaling": describe(intensity),
+            "model_grid_mm": model_grid,
+            "patients_resampled_to_model_grid": resampled,
             "patients": len(table),
             "segmented": len(ok),
             "patients_reused": runner.reused,

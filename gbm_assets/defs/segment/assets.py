@@ -31,6 +31,7 @@ from gbm_assets.lib.preprocess.splits import (
 from gbm_assets.lib.preprocess.volumes import load_preprocessed
 from gbm_assets.lib.segment import checkpoint, losses, region_loss, train, unet
 from gbm_assets.lib.segment.checkpoint import checkpoint_intensity, load_checkpoint, model_target
+from gbm_assets.lib.segment.grid import common_spacing, folder_spacing
 from gbm_assets.lib.segment.dataset import load_slice_data
 from gbm_assets.lib.segment.evaluate import (
     WHOLE_TUMOR,
@@ -79,8 +80,9 @@ def unet_model(
     input_name, root = context.partition_key, data_root.root()
     patients = _training_patients(context, config, training_splits)
     folders = {(c, p): root.volume_dir("preprocessed", c, p) for c, p in zip(patients["cohort"], patients["patient_id"])}
-    try:  # the model remembers the scaling it learnt; lesion_masks refuses volumes scaled otherwise
+    try:  # the model remembers the scaling it learnt (lesion_masks refuses volumes scaled otherwise) and its grid
         intensity = common_intensity({f"cohort {c}, patient {p}": read_intensity(d) for (c, p), d in folders.items()}, MODEL_INPUTS[input_name])
+        spacing = common_spacing({f"cohort {c}, patient {p}": folder_spacing(d) for (c, p), d in folders.items()})
     except ValueError as exc:
         raise dg.Failure(description=f"unet_model[{input_name}]: {exc}") from exc
     regions = config.target == "regions"
@@ -89,7 +91,7 @@ def unet_model(
         context.log.warning(f"unet_model[{input_name}]: cohort {cohort}, patient {pid} left out of region training: {reason}")
     # They stay in the version's patient list: segmentation_metrics scores them on the regions their truth carries.
     try:
-        trained = train_and_log(context, data, patients, input_name, config, root, mlflow, intensity)
+        trained = train_and_log(context, data, patients, input_name, config, root, mlflow, intensity, spacing)
     except ValueError as exc:  # too few slices, no lesions, bad shapes: a clear failure, never a silent model
         raise dg.Failure(description=f"unet_model[{input_name}]: {exc}") from exc
     trained["patients_without_region_labels"] = dg.MetadataValue.json([{"cohort": c, "patient_id": p, "reason": r} for c, p, r in data.excluded])

@@ -47,10 +47,12 @@ from gbm_assets.lib.store.tracking import (
 def train_and_log(
     context: dg.AssetExecutionContext, data: SliceData, patients: pd.DataFrame, input_name: str,
     config: UNetSettings, root: DataRoot, mlflow_resource: MlflowResource, intensity: dict[str, str] | None = None,
+    spacing_mm: float | None = None,
 ) -> dict:
     """Train on data's train/validation splits, log to MLflow, register; return unet_model's metadata.
 
-    `intensity` (sequence -> scaling of the training patients' volumes) goes into the checkpoint and the run's params.
+    `intensity` (sequence -> scaling of the training patients' volumes) and `spacing_mm` (their in-plane voxel size,
+    the grid inference resamples to) go into the checkpoint and the run's params.
 
     Raises:
         ValueError: a split too small, or no lesion pixels to train on.
@@ -79,7 +81,7 @@ def train_and_log(
         mlflow.log_params({**cfg.__dict__, "input": input_name, "in_channels": in_channels, "cohorts": ",".join(cohorts)[:500],
                            "train_slices": len(data.x["train"]), "validation_slices": len(data.x["validation"]),
                            "train_patients": int((patients["split"] == "train").sum()),
-                           "intensity_scaling": describe(intensity or {})})  # fmt: skip
+                           "intensity_scaling": describe(intensity or {}), "spacing_mm": spacing_mm})  # fmt: skip
         started = time.perf_counter()
         result = train_unet(data.x["train"], data.y["train"], data.x["validation"], data.y["validation"], cfg, on_epoch=on_epoch)
         seconds = time.perf_counter() - started
@@ -88,7 +90,7 @@ def train_and_log(
         mlflow.log_metrics({CHAMPION_METRIC: result.best_val_dice, WHOLE_TUMOR_METRIC: whole, "best_epoch": result.best_epoch,
                             "train_seconds": seconds})  # fmt: skip
         folder = root.model_dir("unet") / input_name / run_id
-        checkpoint = save_checkpoint(folder / CHECKPOINT_ARTIFACT / "model.pt", result.best_state, arch, input_name, intensity)
+        checkpoint = save_checkpoint(folder / CHECKPOINT_ARTIFACT / "model.pt", result.best_state, arch, input_name, intensity, spacing_mm)
         write_parquet_atomic(patients, folder / SPLITS_ARTIFACT / SPLITS_FILE)
         curves = training_curves_png(result.history)
         write_bytes_atomic(folder / "figures" / "training_curves.png", curves)
@@ -118,6 +120,7 @@ def train_and_log(
         "training_curves": image_metadata(curves, "training curves", url=artifact_url(run_id, "figures/training_curves.png")),
         "target": cfg.target,
         "intensity_scaling": describe(intensity or {}),
+        "model_grid_mm": spacing_mm,
         "randomise": cfg.randomise,
         "spatial": cfg.spatial,
         "dropout": cfg.dropout,

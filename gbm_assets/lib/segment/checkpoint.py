@@ -39,30 +39,42 @@ def model_target(model: UNet) -> str:
 
 
 def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], arch: Mapping, input_name: str,
-                    intensity: Mapping[str, str] | None = None) -> Path:  # fmt: skip
+                    intensity: Mapping[str, str] | None = None, spacing_mm: float | None = None) -> Path:  # fmt: skip
     """Write `{"architecture", "state_dict", "input"}` (and `"intensity"`, sequence -> the scaling the
-    training patients were preprocessed with, when given) to `path` atomically (parents created)."""
+    training patients were preprocessed with, and `"spacing_mm"`, their in-plane voxel size, when given) to `path`
+    atomically (parents created)."""
     blob = {"architecture": dict(arch), "state_dict": dict(state_dict), "input": input_name}
     if intensity is not None:
         blob["intensity"] = dict(intensity)
+    if spacing_mm is not None:
+        blob["spacing_mm"] = float(spacing_mm)
     return write_atomic(path, lambda tmp: torch.save(blob, tmp))
 
 
-def checkpoint_intensity(path: str | Path) -> dict[str, str]:
-    """sequence -> intensity scaling the checkpoint's model was trained on; z-scored for every channel of its
-    input when the checkpoint predates the record (every model then was)."""
+def checkpoint_record(path: str | Path) -> tuple[dict[str, str], float | None]:
+    """(sequence -> intensity scaling, in-plane voxel size in mm) the checkpoint's model was trained on: z-scored
+    for every channel of its input when the checkpoint predates the intensity record (every model then was), None
+    for the grid when it predates the grid record."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    return dict(blob.get("intensity") or {s: ZSCORE for s in MODEL_INPUTS[blob["input"]]})
+    intensity = dict(blob.get("intensity") or {s: ZSCORE for s in MODEL_INPUTS[blob["input"]]})
+    return intensity, blob.get("spacing_mm")
+
+
+def checkpoint_intensity(path: str | Path) -> dict[str, str]:
+    """sequence -> intensity scaling the checkpoint's model was trained on (`checkpoint_record`)."""
+    return checkpoint_record(path)[0]
 
 
 def load_checkpoint(path: str | Path) -> UNet:
-    """Rebuild the U-Net of a checkpoint written by `save_checkpoint` (eval mode, CPU).
+    """Rebuild the U-Net of a checkpoint written by `save_checkpoint` (eval mode, CPU), with `spacing_mm`, the
+    in-plane grid it learnt on (None when the checkpoint predates the record), which inference resamples to.
 
     Checkpoints without `out_channels` (all written before region models) are binary (one channel)."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     arch = blob["architecture"]
     model = UNet(in_channels=arch["in_channels"], base=arch["base"], p=arch["dropout"], out_channels=int(arch.get("out_channels", 1)))
     model.load_state_dict(blob["state_dict"])
+    model.spacing_mm = blob.get("spacing_mm")
     return model.eval()
 
 

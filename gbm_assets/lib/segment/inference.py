@@ -6,6 +6,7 @@ import numpy as np
 
 from gbm_assets.lib.contract import MODEL_INPUTS
 from gbm_assets.lib.preprocess.volumes import PreprocessedPatient
+from gbm_assets.lib.segment.grid import in_plane, on_model_grid
 from gbm_assets.lib.segment.runtime import predict_slices
 from gbm_assets.lib.segment.unet import UNet
 
@@ -28,7 +29,12 @@ def predict_volume(model: UNet, patient: PreprocessedPatient, input_name: str, b
                    channels_last: bool | None = None, compile: bool | None = None) -> np.ndarray:  # fmt: skip
     """(X, Y, Z) float32 lesion probabilities on the preprocessed grid; (R, X, Y, Z) for a region model.
 
+    A model that records the in-plane grid it learnt on (`spacing_mm`, set by `load_checkpoint`) sees the slices
+    resampled to that grid (`grid.on_model_grid`); the probabilities come back on the patient's.
     channels_last / compile: the inference switches of `predict_slices` (None: on CUDA only).
     """
-    prob = predict_slices(model, model_input(patient, input_name), batch_size=batch_size, channels_last=channels_last, compile=compile)
+    def predict(x: np.ndarray) -> np.ndarray:
+        return predict_slices(model, x, batch_size=batch_size, channels_last=channels_last, compile=compile)
+
+    prob = on_model_grid(predict, model_input(patient, input_name), in_plane(patient.spacing), getattr(model, "spacing_mm", None))
     return np.moveaxis(prob, 0, -1)
