@@ -174,3 +174,12 @@ def test_transfer_refuses_a_profile_scaled_otherwise_than_the_champion_learnt(tm
     scaled = PreprocessConfig(size=32)
     [row], _, _ = transfer.case_rows("synthetic case", folder, files, "labels.nii.gz", "canonical", champion, scaled, tmp_path)
     assert row[1] == "flair" and np.isfinite(row[3])
+
+
+def test_grid_mm_keeps_the_profile_s_field_of_view_on_another_grid():
+    regridded = script("transfer").regridded
+    demo = {"target_spacing_mm": 1.5, "size": 128, "percentile_scaled": ["flair"]}
+    assert regridded(demo, 1.0) == {"target_spacing_mm": 1.0, "size": 192, "percentile_scaled": ["flair"]}
+    assert regridded(demo, 1.5) == demo
+    assert regridded(demo, 0.8)["size"] == 240  # 192 mm / 0.8 = 240, already a multiple of 16
+    assert regridded({}, 2.0)["size"] == 96  # the platform's default 1 mm x 192

@@ -20,6 +20,10 @@ of FLAIR and T2 (and both) stretched about the brain's median by 0.75, 1.5 and 2
 preprocessed grid. A model that labels tissue by its brightness relative to the case's own lesion keeps its figures
 under such a stretch; one that labels by absolute brightness (z-scored) grows and shrinks with it.
 
+`--grid-mm 1.0` preprocesses the cases on another in-plane grid (same field of view) instead of the profile's, as
+the platform's default preprocesses a cohort dropped into the inbox; each champion resamples them to the grid it
+learnt on (lib/segment/grid).
+
 `--export DIR` also copies the `auto` champion's checkpoint to DIR/transfer_champion.pt, with DIR/transfer_champion.json
 (its input, version, keep-largest setting and the figures of this run): the fixture of the transfer test
 (gbm_assets_tests/test_transfer.py), which checks that floor on every run of the suite.
@@ -154,11 +158,20 @@ def export(folder: Path, model_input: str, champion: tuple, rows: list, prepare:
     (folder / "transfer_champion.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+def regridded(prepare: dict, grid_mm: float) -> dict:
+    """`prepare` (preprocessed_volumes' config) on a `grid_mm` in-plane grid with the same field of view, its size
+    rounded up to the U-Net's multiple of 16."""
+    fov = prepare.get("target_spacing_mm", 1.0) * prepare.get("size", 192)
+    return {**prepare, "target_spacing_mm": grid_mm, "size": int(-(-fov / grid_mm // 16) * 16)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", type=Path, default=Path("data"), help="a data root whose registry holds champion U-Nets")
     ap.add_argument("--shared-data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--config-dir", type=Path, default=Path("demo"), help="the profile whose prepare.yaml the champions were trained on")
+    ap.add_argument("--grid-mm", type=float, default=None, help="preprocess the cases at this in-plane voxel size instead of the "
+                    "profile's (1.0: the platform's default, as a cohort dropped into the inbox is); each champion resamples to its own")
     ap.add_argument("--errors", action="store_true", help="where the auto champion's whole-tumour errors lie in intensity")
     ap.add_argument("--contrast", action="store_true", help="how the auto champion's whole tumour moves with the lesion's contrast")
     ap.add_argument("--export", type=Path, default=None, help="copy the auto champion and its figures here (the transfer test's fixture)")
@@ -172,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     from gbm_assets.lib.store.tracking import TrackingStore
 
     prepare = load_run_config(args.config_dir / "prepare.yaml").get("ops", {}).get("preprocessed_volumes", {}).get("config", {})
+    if args.grid_mm is not None:
+        prepare = regridded(prepare, args.grid_mm)
     config = PreprocessConfig(**prepare)
     prepare = {**prepare, "percentile_scaled": list(config.percentile_scaled)}  # the fixture records it even where it is the default
     uri = TrackingStore.for_data_root(args.data_root.resolve(), None).tracking_uri
