@@ -30,7 +30,7 @@ from gbm_assets.lib.preprocess.splits import (
 )
 from gbm_assets.lib.preprocess.volumes import load_preprocessed
 from gbm_assets.lib.segment import checkpoint, losses, region_loss, train, unet
-from gbm_assets.lib.segment.checkpoint import checkpoint_intensity, load_checkpoint, model_target
+from gbm_assets.lib.segment.checkpoint import load_checkpoint, model_target
 from gbm_assets.lib.segment.grid import common_spacing, folder_spacing
 from gbm_assets.lib.segment.dataset import load_slice_data
 from gbm_assets.lib.segment.evaluate import (
@@ -116,10 +116,10 @@ def segmentation_metrics(
     version = produced_version(context, mlflow)
     with tempfile.TemporaryDirectory() as tmp:
         path = version.checkpoint(tmp)
-        model, intensity = load_checkpoint(path), checkpoint_intensity(path)
+        model = load_checkpoint(path)
         patients = version.training_patients(tmp)
     folders = {f"cohort {c}, patient {p}": root.volume_dir("preprocessed", c, p) for c, p in zip(patients["cohort"], patients["patient_id"])}
-    problem = intensity_problem(intensity, folders)
+    problem = intensity_problem(model.intensity, folders)
     if problem:  # its cohorts were re-preprocessed after training: scoring them would grade the wrong inputs
         raise dg.Failure(description=f"segmentation_metrics[{input_name}]: {version.label()}: {problem}")
     data = load_slice_data(root, patients, input_name, splits=SPLITS, labels=model_target(model) == "regions")

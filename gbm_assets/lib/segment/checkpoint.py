@@ -51,13 +51,16 @@ def save_checkpoint(path: str | Path, state_dict: Mapping[str, torch.Tensor], ar
     return write_atomic(path, lambda tmp: torch.save(blob, tmp))
 
 
+def _record(blob: Mapping) -> tuple[dict[str, str], float | None]:
+    intensity = dict(blob.get("intensity") or {s: ZSCORE for s in MODEL_INPUTS[blob["input"]]})
+    return intensity, blob.get("spacing_mm")
+
+
 def checkpoint_record(path: str | Path) -> tuple[dict[str, str], float | None]:
     """(sequence -> intensity scaling, in-plane voxel size in mm) the checkpoint's model was trained on: z-scored
     for every channel of its input when the checkpoint predates the intensity record (every model then was), None
     for the grid when it predates the grid record."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    intensity = dict(blob.get("intensity") or {s: ZSCORE for s in MODEL_INPUTS[blob["input"]]})
-    return intensity, blob.get("spacing_mm")
+    return _record(torch.load(path, map_location="cpu", weights_only=True))
 
 
 def checkpoint_intensity(path: str | Path) -> dict[str, str]:
@@ -66,15 +69,16 @@ def checkpoint_intensity(path: str | Path) -> dict[str, str]:
 
 
 def load_checkpoint(path: str | Path) -> UNet:
-    """Rebuild the U-Net of a checkpoint written by `save_checkpoint` (eval mode, CPU), with `spacing_mm`, the
-    in-plane grid it learnt on (None when the checkpoint predates the record), which inference resamples to.
+    """Rebuild the U-Net of a checkpoint written by `save_checkpoint` (eval mode, CPU), with `checkpoint_record`'s
+    two records as attributes: `intensity` (sequence -> scaling) and `spacing_mm`, the in-plane grid it learnt on,
+    which inference resamples to.
 
     Checkpoints without `out_channels` (all written before region models) are binary (one channel)."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     arch = blob["architecture"]
     model = UNet(in_channels=arch["in_channels"], base=arch["base"], p=arch["dropout"], out_channels=int(arch.get("out_channels", 1)))
     model.load_state_dict(blob["state_dict"])
-    model.spacing_mm = blob.get("spacing_mm")
+    model.intensity, model.spacing_mm = _record(blob)
     return model.eval()
 
 

@@ -81,6 +81,7 @@ def test_the_checkpoint_carries_the_grid_and_inference_uses_it(tmp_path):
     recorded = load_checkpoint(save_checkpoint(tmp_path / "grid.pt", model.state_dict(), arch, "t1", {"t1": "zscore"}, 1.5))
     legacy = load_checkpoint(save_checkpoint(tmp_path / "legacy.pt", model.state_dict(), arch, "t1"))
     assert recorded.spacing_mm == 1.5 and legacy.spacing_mm is None
+    assert recorded.intensity == legacy.intensity == {"t1": "zscore"}  # the record, or z-scored where it predates it
     assert checkpoint_record(tmp_path / "grid.pt") == ({"t1": "zscore"}, 1.5)
     assert checkpoint_record(tmp_path / "legacy.pt") == ({"t1": "zscore"}, None)
     images = np.random.default_rng(0).normal(size=(1, 48, 48, 4)).astype(np.float32)
