@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gbm_assets.lib.preprocess.volumes import NativeTransform
+
 GRID_TOLERANCE = 0.01
 """Relative difference of in-plane voxel sizes below which two grids count as the same."""
 MULTIPLE = 16
@@ -26,8 +28,6 @@ MULTIPLE = 16
 
 def folder_spacing(folder: str | Path) -> float:
     """In-plane voxel size (mm) of a preprocessed patient's folder, from its `transform.json`."""
-    from gbm_assets.lib.preprocess.volumes import NativeTransform
-
     transform = NativeTransform.from_dict(json.loads((Path(folder) / "transform.json").read_text()))
     return in_plane(transform.resampled_spacing)
 
