@@ -9,6 +9,9 @@ expert labels; TCGA-06-1802: HD-GLIO, which labels whole tumour and enhancing tu
 Two kinds of assertion:
 - floors this champion meets (`FLOORS`): a change to preprocessing, inference, post-processing or label decoding that
   costs transfer fails here;
+- the same floors on the cases preprocessed at the platform's default 1 mm, as a dropped cohort is: the champion
+  resamples them to the 1.5 mm grid it learnt on, and its volumes stay within `GRID_DRIFT` of those on that grid
+  (without the grid record they do not);
 - the target a transferring model must reach (whole-tumour Dice >= 0.75 and a volume within 30% of the reference on
   every case), which the phantom-trained champion does not reach yet: a strict xfail, so the day a champion reaches
   it the test fails and the target becomes a floor.
@@ -37,15 +40,17 @@ TARGET_DICE, TARGET_RATIO = 0.75, (0.7, 1.3)
 META = json.loads((FIXTURE / "transfer_champion.json").read_text())
 
 
-def score_case(case: str, checkpoint: Path, tmp: Path) -> tuple[float, float, float]:
-    """(whole-tumour Dice, volume ratio, enhancing Dice) of `checkpoint` (the fixture's architecture) on one real case."""
+def score_case(case: str, checkpoint: Path, tmp: Path, grid_mm: float | None = None) -> tuple[float, float, float]:
+    """(whole-tumour Dice, volume ratio, enhancing Dice) of `checkpoint` (the fixture's architecture) on one real case,
+    preprocessed as the champion's profile was, or on a `grid_mm` in-plane grid."""
     from gbm_assets.lib.preprocess.volumes import PreprocessConfig
 
     transfer = script("transfer")
     folder, files, labels_file, scheme = transfer.CASES[case]
     champion = {META["model_input"]: (str(checkpoint), META["version"], META["keep_largest"])}
+    prepare = META["prepare"] if grid_mm is None else transfer.regridded(META["prepare"], grid_mm)
     [(_, _, _, dice_wt, ratio, dice_et, _)], _, _ = transfer.case_rows(case, shared_case(folder), files, labels_file, scheme, champion,
-                                                                 PreprocessConfig(**META["prepare"]), tmp)  # fmt: skip
+                                                                 PreprocessConfig(**prepare), tmp)  # fmt: skip
     return dice_wt, ratio, dice_et
 
 
@@ -76,6 +81,45 @@ def test_the_demo_champion_reaches_the_transfer_target_on_every_case(scored):
         assert dice_wt >= TARGET_DICE and TARGET_RATIO[0] <= ratio <= TARGET_RATIO[1], f"{case}: {dice_wt:.3f}, {ratio:.2f}x"
 
 
+GRID_DRIFT = 0.06
+"""How far the predicted / reference volume may move when a case is preprocessed at 1 mm instead of the champion's
+1.5 mm: resampled to its grid it moved 0.03 and 0.02; fed 1 mm slices as they are, 0.12 and 0.10."""
+
+
+def score_at_1mm(case: str, checkpoint: Path, tmp: Path) -> tuple[float, float, float]:
+    dice_wt, ratio, dice_et = score_case(case, checkpoint, tmp, grid_mm=1.0)
+    print(f"{case} at 1 mm: whole-tumour Dice {dice_wt:.3f}, volume {ratio:.2f}x the reference, enhancing Dice {dice_et:.3f}")
+    return dice_wt, ratio, dice_et
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+def test_on_the_platform_s_default_grid_the_champion_resamples_to_its_own(case, tmp_path):
+    """A real cohort dropped into the inbox is preprocessed at the default 1 mm; the champion, which learnt on 1.5 mm,
+    resamples its slices to that grid and back, so its figures stay near those on its own grid, above the floors."""
+    from gbm_assets.lib.segment.checkpoint import checkpoint_record
+
+    assert checkpoint_record(FIXTURE / "transfer_champion.pt")[1] == META["prepare"]["target_spacing_mm"]
+    dice_wt, ratio, dice_et = score_at_1mm(case, FIXTURE / "transfer_champion.pt", tmp_path)
+    floor_wt, (low, high), floor_et = FLOORS[case]
+    assert dice_wt >= floor_wt and low <= ratio <= high and dice_et >= floor_et, (dice_wt, ratio, dice_et)
+    assert abs(ratio - META["measured"][case.split()[0]]["volume_ratio"]) < GRID_DRIFT, ratio
+
+
+@pytest.mark.slow
+def test_without_its_grid_record_the_champion_drifts_on_a_1mm_case(tmp_path):
+    """The same weights without the record (as checkpoints before it) see 1 mm slices as they are: BRATS_001's volume
+    drifts past GRID_DRIFT, so the test above can fail."""
+    import torch
+
+    from gbm_assets.lib.segment.checkpoint import save_checkpoint
+
+    blob = torch.load(FIXTURE / "transfer_champion.pt", map_location="cpu", weights_only=True)
+    legacy = save_checkpoint(tmp_path / "legacy.pt", blob["state_dict"], blob["architecture"], blob["input"], blob.get("intensity"))
+    _, ratio, _ = score_at_1mm(CASES[0], legacy, tmp_path)
+    assert abs(ratio - META["measured"]["BRATS_001"]["volume_ratio"]) >= GRID_DRIFT, ratio
+
+
 @pytest.mark.slow
 def test_the_floors_fail_a_champion_that_does_not_transfer(tmp_path):
     """The same champion with its head's output channels permuted (whole tumour, core and enhancing answer for each
@@ -88,7 +132,7 @@ def test_the_floors_fail_a_champion_that_does_not_transfer(tmp_path):
     blob = torch.load(FIXTURE / "transfer_champion.pt", map_location="cpu", weights_only=True)
     generator = torch.Generator().manual_seed(0)
     state = {k: v[torch.randperm(len(v), generator=generator)] if k.startswith("head.") and v.ndim else v for k, v in blob["state_dict"].items()}
-    broken = save_checkpoint(tmp_path / "broken.pt", state, blob["architecture"], blob["input"], blob.get("intensity"))
+    broken = save_checkpoint(tmp_path / "broken.pt", state, blob["architecture"], blob["input"], blob.get("intensity"), blob.get("spacing_mm"))
     dice_wt, ratio, dice_et = score_case(case, broken, tmp_path)
     floor_wt, (low, high), floor_et = FLOORS[case]
     assert dice_wt < floor_wt or not low <= ratio <= high or dice_et < floor_et, (dice_wt, ratio, dice_et)
