@@ -95,16 +95,21 @@ def test_a_binary_checkpoint_keeps_its_old_architecture_and_old_ones_load_as_bin
         architecture(3, 4, 0.3, 3, "multi")
 
 
-def test_randomisation_is_seeded_per_epoch_and_batch_and_touches_training_batches_only(monkeypatch):
-    tx, ty, vx, vy = discs()
-    labels, seen = nested(ty), []
-    real = train_module.randomised_batch
+def spy_on_batches(monkeypatch, name: str) -> list[tuple[int, int, int, int]]:
+    """Record (seed, epoch, batch, slices) of every call the trainer makes to its per-batch hook `name`."""
+    seen, real = [], getattr(train_module, name)
 
     def spy(xb, yb, seed, epoch, batch):
         seen.append((seed, epoch, batch, len(xb)))
         return real(xb, yb, seed, epoch, batch)
 
-    monkeypatch.setattr(train_module, "randomised_batch", spy)
+    monkeypatch.setattr(train_module, name, spy)
+    return seen
+
+
+def test_randomisation_is_seeded_per_epoch_and_batch_and_touches_training_batches_only(monkeypatch):
+    tx, ty, vx, vy = discs()
+    labels, seen = nested(ty), spy_on_batches(monkeypatch, "randomised_batch")
     config = replace(BINARY, randomise=True, epochs=2)
     first = train_unet(tx, labels, vx, nested(vy), config)
     batches = len(tx) // config.batch_size

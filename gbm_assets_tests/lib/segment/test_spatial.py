@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from gbm_assets.lib.segment import train as train_module
 from gbm_assets.lib.segment.spatial import SpatialConfig, affine_draws, random_affine
 from gbm_assets.lib.segment.train import train_unet
-from gbm_assets_tests.lib.segment.test_region_training import BINARY, discs, fingerprint, nested
+from gbm_assets_tests.lib.segment.test_region_training import BINARY, discs, fingerprint, nested, spy_on_batches
 
 
 def square_batch(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,14 +69,7 @@ def test_bad_settings_are_refused(bad):
 
 def test_the_trainer_moves_training_batches_only_and_stays_deterministic(monkeypatch):
     tx, ty, vx, vy = discs()
-    labels, seen = nested(ty), []
-    real = train_module.spatial_batch
-
-    def spy(xb, yb, seed, epoch, batch):
-        seen.append((seed, epoch, batch, len(xb)))
-        return real(xb, yb, seed, epoch, batch)
-
-    monkeypatch.setattr(train_module, "spatial_batch", spy)
+    labels, seen = nested(ty), spy_on_batches(monkeypatch, "spatial_batch")
     config = replace(BINARY, spatial=True, epochs=2)
     first = train_unet(tx, labels, vx, nested(vy), config)
     batches = len(tx) // config.batch_size
