@@ -32,7 +32,7 @@ FIXTURE = Path(__file__).parent / "fixtures"
 CASES = ("BRATS_001 (MSD, expert)", "TCGA-06-1802 (HD-GLIO)")
 FLOORS = {  # case -> (whole-tumour Dice, volume ratio range, enhancing Dice), set below the measured values
     "BRATS_001 (MSD, expert)": (0.78, (0.9, 1.5), 0.65),  # measured 0.811, 1.20x, 0.694
-    "TCGA-06-1802 (HD-GLIO)": (0.70, (0.6, 1.3), 0.70),  # measured 0.732, 0.73x, 0.737
+    "TCGA-06-1802 (HD-GLIO)": (0.72, (0.6, 1.3), 0.70),  # measured 0.747, 0.76x, 0.757 (0.732, 0.73x, 0.737 aliased)
 }
 TARGET_DICE, TARGET_RATIO = 0.75, (0.7, 1.3)
 
@@ -75,7 +75,7 @@ def test_the_demo_champion_transfers_above_its_floors(case, scored, record_prope
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the phantom-trained champion under-segments TCGA-06-1802 (whole-tumour Dice 0.732)")
+@pytest.mark.xfail(strict=True, reason="the phantom-trained champion under-segments TCGA-06-1802 (whole-tumour Dice 0.747)")
 def test_the_demo_champion_reaches_the_transfer_target_on_every_case(scored):
     for case, (dice_wt, ratio, _, _) in scored.items():
         assert dice_wt >= TARGET_DICE and TARGET_RATIO[0] <= ratio <= TARGET_RATIO[1], f"{case}: {dice_wt:.3f}, {ratio:.2f}x"
@@ -83,7 +83,7 @@ def test_the_demo_champion_reaches_the_transfer_target_on_every_case(scored):
 
 GRID_DRIFT = 0.06
 """How far the predicted / reference volume may move when a case is preprocessed at 1 mm instead of the champion's
-1.5 mm: resampled to its grid it moved 0.03 and 0.02; fed 1 mm slices as they are, 0.12 and 0.10."""
+1.5 mm: resampled to its grid it moved 0.03 and 0.00; fed 1 mm slices as they are, 0.12 and 0.10."""
 
 
 def score_at_1mm(case: str, checkpoint: Path, tmp: Path) -> tuple[float, float, float]:

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.grid_mm is not None:
         prepare = regridded(prepare, args.grid_mm)
     config = PreprocessConfig(**prepare)
-    prepare = {**prepare, "percentile_scaled": list(config.percentile_scaled)}  # the fixture records it even where it is the default
+    prepare = {**prepare, "percentile_scaled": list(config.percentile_scaled), "anti_alias": config.anti_alias}  # recorded even as defaults
     uri = TrackingStore.for_data_root(args.data_root.resolve(), None).tracking_uri
     rows, errors, contrast = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

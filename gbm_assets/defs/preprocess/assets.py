@@ -57,7 +57,8 @@ def preprocessed_volumes(
     cohort, root = context.partition_key, data_root.root()
     try:
         settings = PreprocessConfig(target_spacing_mm=config.target_spacing_mm, slice_thickness_mm=config.slice_thickness_mm,
-                                    size=config.size, percentile_scaled=tuple(config.percentile_scaled))  # fmt: skip
+                                    size=config.size, percentile_scaled=tuple(config.percentile_scaled),
+                                    anti_alias=config.anti_alias)  # fmt: skip
     except (ValueError, KeyError) as exc:
         raise dg.Failure(description=f"cohort {cohort!r}: preprocessed_volumes settings: {exc}") from exc
     valid = raw_cohort[raw_cohort["status"] == "ok"]

@@ -29,6 +29,9 @@ class PreprocessSettings(dg.Config):
     """Sequences scaled to the brain's median (0) and 99th percentile (2.5) instead of z-scored (default FLAIR
     and T2; [] z-scores every sequence, as the study did). Models remember the scaling they were trained on;
     lesion_masks refuses a cohort scaled otherwise."""
+    anti_alias: bool = True
+    """Low-pass each image inside the brain before resampling it to a coarser grid (a 0.43 mm clinical slice onto
+    1 mm), as a coarser scan would average it; false: linear interpolation alone."""
 
 
 class SliceSettings(dg.Config):

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 _RAS = nib.orientations.axcodes2ornt(("R", "A", "S"))
 
@@ -108,11 +109,37 @@ def resampled_grid(shape: Sequence[int], spacing: Sequence[float], new_spacing: 
     return tuple(new.tolist()), tuple(origin.tolist()), tuple(new_shape.tolist())
 
 
-def resample(array, spacing, origin, new_spacing, new_origin, new_shape, *, labels: bool = False) -> np.ndarray:
+def anti_aliased(array: np.ndarray, spacing: Sequence[float], new_spacing: Sequence[float]) -> np.ndarray:
+    """`array` low-passed for resampling from `spacing` to a coarser `new_spacing`: a Gaussian of sigma (f - 1) / 2
+    input voxels along every axis coarsened f > 1 times (`skimage.transform.resize`'s anti-aliasing), averaged over
+    the image's support only (its non-zero voxels), so a skull-stripped brain's edge is neither darkened nor widened
+    and the brain's statistics (the intensity scaling) stay the brain's. Axes kept or refined are not filtered;
+    returns `array` itself when none is coarsened.
+
+    Linear interpolation alone samples a 0.43 mm clinical slice every 3.5 voxels on a 1.5 mm grid: its noise and
+    fine texture alias into the coarse slice at full strength, where the filter averages them as a coarser scan
+    would.
+    """
+    factors = np.asarray(new_spacing, float) / np.asarray(spacing, float)
+    sigma = np.where(factors > 1 + 1e-4, (factors - 1) / 2, 0.0)
+    if not (sigma > 0).any():
+        return array
+    image = np.asarray(array, np.float32)
+    support = image != 0
+    weight = ndimage.gaussian_filter(support.astype(np.float32), sigma, mode="nearest")
+    smooth = ndimage.gaussian_filter(image, sigma, mode="nearest")
+    return np.where(support, smooth / np.maximum(weight, 1e-6), 0.0).astype(np.float32)
+
+
+def resample(array, spacing, origin, new_spacing, new_origin, new_shape, *, labels: bool = False,
+             anti_alias: bool = False) -> np.ndarray:  # fmt: skip
     """Resample an (X, Y, Z) array with SimpleITK onto an axis-aligned grid; outside -> 0.
 
-    Linear interpolation (float32 out) for images, nearest neighbour (uint8 out) for labels.
+    Linear interpolation (float32 out) for images, nearest neighbour (uint8 out) for labels. `anti_alias`: low-pass
+    an image first along the axes it coarsens (`anti_aliased`); labels never are.
     """
+    if anti_alias and not labels:
+        array = anti_aliased(array, spacing, new_spacing)
     img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
     img.SetSpacing([float(s) for s in spacing])
     img.SetOrigin([float(o) for o in origin])
