@@ -79,9 +79,12 @@ demo-real: install $(DAGSTER_HOME)/dagster.yaml
 # which must never download its own browser) only when missing.
 # The cluster test (gbm_assets_tests/cluster) starts its own PostgreSQL and Dask cluster;
 # install_cluster.sh installs Debian's postgresql and the Python cluster packages only when missing.
+# install_brats_eval.sh puts the official BraTS evaluation in .venv-brats (its pins clash with ours), which
+# the lesion-wise metrics test runs as the reference.
 test: install
 	bash scripts/install_browser.sh
 	bash scripts/install_cluster.sh
+	bash scripts/install_brats_eval.sh
 	$(PY) -m pytest -n 2 -q -p no:cacheprovider
 
 test-fast: install

@@ -53,9 +53,11 @@ def test_splits_model_checks_metrics_registry_and_masks(data_root, instance, mon
     assert check_evaluation(first, "unet_model_weights_finite").metadata["model_version"].value == "1"
     metrics = query(root, "select * from segmentation_metrics")
     assert list(metrics.columns) == ["sequence", "split", "region", "metric", "value"] and set(metrics["region"]) == {"whole_tumor"}
-    assert len(metrics) == 27 and set(metrics["split"]) == {"train", "validation", "test"}
-    assert metrics["value"].between(0, 1).where(metrics["metric"] != "hd95_mm", True).all()
+    assert len(metrics) == 36 and set(metrics["split"]) == {"train", "validation", "test"}  # 12 metrics x 3 splits
+    assert metrics["value"].between(0, 1).where(~metrics["metric"].str.endswith("hd95_mm"), True).all()
+    assert {"lesionwise_dice", "lesionwise_hd95_mm", "lesion_f1"} <= set(metrics["metric"])
     seg_meta = metadata(first, "segmentation_metrics")
+    assert 0 <= seg_meta["test_lesionwise_dice"] <= 1 and 0 <= seg_meta["test_lesion_f1"] <= 1
     assert seg_meta["model_version"] == "1" and "| stack |" in seg_meta["comparison_test"]
     run_id = metadata(first, "unet_model")["mlflow_run_id"]
     assert f"run_uuid={run_id}" in seg_meta["test_slices_gif"] and "test_slices.gif" in seg_meta["test_slices_gif"]
@@ -182,5 +184,5 @@ def test_same_seed_same_segmentation_metrics_in_two_data_roots(tmp_path, monkeyp
         materialize(root.root, ["unet_model", "segmentation_metrics"], "flair", instance=dg.DagsterInstance.ephemeral(),
                     run_config={"unet_model": {"config": {"base": 4, "epochs": 2, "batch_size": 8, "threads": 1}}})  # fmt: skip
         tables.append(read_parquet(root.table_file("segmentation_metrics", "flair")))  # each root's own file
-    assert len(tables[0]) == 27 and all(any((r.model_dir("unet") / "flair").iterdir()) for r in (first, second))
+    assert len(tables[0]) == 36 and all(any((r.model_dir("unet") / "flair").iterdir()) for r in (first, second))
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)

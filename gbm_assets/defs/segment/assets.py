@@ -150,6 +150,8 @@ def segmentation_metrics(
         metadata={
             "test_dice_3d": float(test.get("dice_3d", np.nan)),
             "test_hd95_mm": float(test.get("hd95_mm", np.nan)),
+            "test_lesionwise_dice": float(test.get("lesionwise_dice", np.nan)),  # the BraTS evaluation's, whole tumour
+            "test_lesion_f1": float(test.get("lesion_f1", np.nan)),
             "one_sided_empty_volumes": int((per_patient["pred_empty"] != per_patient["truth_empty"]).sum()),
             "postprocess_keep_largest_component": keep_largest,
             "validation_dice_3d_all_vs_largest": dg.MetadataValue.json(

@@ -3,7 +3,8 @@
 Pixel metrics (accuracy, balanced accuracy, precision, sensitivity, specificity, F1, IoU) pool
 the confusion counts of every training slice in a split, as the study reports them. 3D Dice and
 HD95 are per patient, on the whole preprocessed volume (every axial slice predicted, then the
-same post-processing `lesion_masks` applies), averaged over the split's patients. The
+same post-processing `lesion_masks` applies), averaged over the split's patients, and so are the
+BraTS evaluation's lesion-wise Dice, HD95 and detection F1 (`lesions.lesion_wise`). The
 empty-mask policy of `metrics.volume_metrics` applies and one-sided empty cases are counted.
 Evaluation streams patients (issue 10): memory does not grow with the number of patients.
 
@@ -31,6 +32,7 @@ from gbm_assets.lib.preprocess.volumes import PreprocessedPatient
 from gbm_assets.lib.segment.dataset import SliceData, label_regions
 from gbm_assets.lib.segment.figures import picture_rows, split_pictures
 from gbm_assets.lib.segment.inference import predict_volume
+from gbm_assets.lib.segment.lesions import LESION_COLUMNS, lesion_wise
 from gbm_assets.lib.segment.metrics import (
     confusion_counts,
     pixel_metrics,
@@ -48,23 +50,28 @@ from gbm_assets.lib.segment.unet import UNet
 WHOLE_TUMOR = "whole_tumor"
 """The region of every binary model's row (and of rows written before regions existed)."""
 METRIC_COLUMNS = ["sequence", "split", "region", "metric", "value"]
-PATIENT_COLUMNS = ["sequence", "split", "cohort", "patient_id", "dice_3d", "hd95_mm", "pred_empty", "truth_empty", "region"]
+PATIENT_COLUMNS = ["sequence", "split", "cohort", "patient_id", "dice_3d", "hd95_mm", "pred_empty", "truth_empty", "region",
+                   *LESION_COLUMNS]  # fmt: skip
+VOLUME_MEANS = ("dice_3d", "hd95_mm", "lesion_f1", "lesionwise_dice", "lesionwise_hd95_mm")
+"""The per-patient figures averaged into a split's metric rows (the lesion-wise ones as the BraTS evaluation)."""
 
 
 def volume_metric_rows(per_patient: pd.DataFrame) -> pd.DataFrame:
-    """Mean 3D Dice and HD95 per split and region from per-patient rows (PATIENT_COLUMNS)."""
-    keys = ["sequence", "split", "region"]
-    means = per_patient.groupby(keys, sort=False)[["dice_3d", "hd95_mm"]].mean()
-    rows = [(*key, metric, float(means.loc[key, metric])) for key in means.index for metric in ("dice_3d", "hd95_mm")]
+    """Mean 3D Dice and HD95, and the lesion-wise figures where present, per split and region from per-patient rows
+    (PATIENT_COLUMNS)."""
+    keys, names = ["sequence", "split", "region"], [c for c in VOLUME_MEANS if c in per_patient]
+    means = per_patient.groupby(keys, sort=False)[names].mean()
+    rows = [(*key, metric, float(means.loc[key, metric])) for key in means.index for metric in names]
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
 
 def patient_volume_row(sequence: str, split: str, cohort: str, patient_id: str, pred: np.ndarray, truth: np.ndarray,
                        spacing: Sequence[float], region: str = WHOLE_TUMOR, m: dict | None = None) -> tuple:
-    """One PATIENT_COLUMNS row: 3D metrics of a whole predicted volume against its truth (or the
-    already computed `volume_metrics` m of that region)."""
-    m = volume_metrics(pred, truth, spacing) if m is None else m
-    return (sequence, split, cohort, patient_id, m["dice_3d"], m["hd95_mm"], m["pred_empty"], m["truth_empty"], region)
+    """One PATIENT_COLUMNS row: 3D and lesion-wise metrics of a whole predicted volume against its truth (or the
+    already computed `volume_metrics` and `lesion_wise` figures m of that region)."""
+    m = {**volume_metrics(pred, truth, spacing), **lesion_wise(pred, truth, spacing)} if m is None else m
+    return (sequence, split, cohort, patient_id, m["dice_3d"], m["hd95_mm"], m["pred_empty"], m["truth_empty"], region,
+            *(m[c] for c in LESION_COLUMNS))  # fmt: skip
 
 
 def with_region(metrics: pd.DataFrame) -> pd.DataFrame:

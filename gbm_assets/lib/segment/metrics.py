@@ -116,14 +116,15 @@ def _surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
 
 
-def hd95_mm(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> float:
+def hd95_mm(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float], *, pooled: bool = False) -> float:
     """95th-percentile symmetric Hausdorff distance between the masks' surfaces, in mm.
 
     Surfaces are the mask voxels with a face neighbour outside the mask. For every surface
     voxel of one mask, the distance to the nearest surface voxel of the other is read from a
     Euclidean distance transform with `sampling=spacing` (anisotropic voxels handled exactly);
-    HD95 = max(P95(pred -> truth), P95(truth -> pred)), as MONAI's `compute_hausdorff_distance`
-    (MedPy's `hd95` instead pools both directions before the percentile). Distances run between
+    HD95 = max(P95(pred -> truth), P95(truth -> pred)), as MONAI's `compute_hausdorff_distance`;
+    `pooled`: P95 of both directions' distances together, as MedPy's `hd95` and the BraTS
+    evaluation (panoptica) compute it (`lesions.lesion_wise`). Distances run between
     voxel centres, so two identical masks give 0.0. The volume is cropped to the union's
     bounding box first, which leaves every distance unchanged.
 
@@ -131,6 +132,7 @@ def hd95_mm(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> fl
         pred: predicted mask, bool, shape (X, Y, Z) (any ndim works).
         truth: reference mask, same shape.
         spacing: voxel size in mm per axis, length ndim.
+        pooled: one percentile over both directions instead of the larger of two.
 
     Returns:
         HD95 in mm; empty policy as the module docstring (0.0 both empty, diagonal one empty).
@@ -149,6 +151,8 @@ def hd95_mm(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> fl
     surf_p, surf_t = _surface(pred[crop]), _surface(truth[crop])
     to_truth = ndimage.distance_transform_edt(~surf_t, sampling=spacing)[surf_p]
     to_pred = ndimage.distance_transform_edt(~surf_p, sampling=spacing)[surf_t]
+    if pooled:
+        return float(np.percentile(np.concatenate([to_truth, to_pred]), 95))
     return float(max(np.percentile(to_truth, 95), np.percentile(to_pred, 95)))
 
 

@@ -30,6 +30,7 @@ from gbm_assets.lib.segment.dataset import (
     require_trainable,
 )
 from gbm_assets.lib.segment.evaluate import (
+    PATIENT_COLUMNS,
     evaluate_model,
     patient_volume_row,
     volume_metric_rows,
@@ -109,8 +110,8 @@ def eager_metrics(model, input_name, eager, load_patient, settings=POSTPROCESS):
     if predicted.get("validation"):
         dice = {k: np.mean([r[4] for r in rows("validation", k)]) for k in (False, True)}
         keep = bool(dice[True] > dice[False])
-    per_patient = pd.DataFrame([r[:8] for s in predicted for r in rows(s, keep)], columns=["sequence", "split", "cohort", "patient_id", "dice_3d",
-                                                                                           "hd95_mm", "pred_empty", "truth_empty"])  # fmt: skip
+    columns = [c for c in PATIENT_COLUMNS if c != "region"]
+    per_patient = pd.DataFrame([r[:8] + r[9:] for s in predicted for r in rows(s, keep)], columns=columns)
     volume = volume_metric_rows(per_patient.assign(region="whole_tumor")).drop(columns="region")
     metrics = pd.concat([pd.DataFrame(pixel, columns=["sequence", "split", "metric", "value"]), volume], ignore_index=True)
     return metrics.sort_values(["split", "metric"], ignore_index=True), per_patient
@@ -241,8 +242,11 @@ def test_a_region_model_is_scored_per_region_on_canonical_labels(root, patients)
     regions = ["whole_tumor", "tumor_core", "enhancing"]
     for split in SPLITS:
         part = result.metrics[result.metrics["split"] == split]
-        assert part["region"].unique().tolist() == regions and len(part) == 3 * 9
+        assert part["region"].unique().tolist() == regions and len(part) == 3 * 12  # 7 pixel, 2 volume, 3 lesion-wise
     assert len(result.per_patient) == 3 * 10 and set(result.per_patient["region"]) == set(regions)
+    enhancing = result.per_patient[result.per_patient["region"] == "enhancing"]  # predicted nowhere: every lesion missed
+    assert (enhancing["lesions_matched"] == 0).all() and (enhancing["lesionwise_dice"] == 0).all()
+    assert (enhancing["lesions_reference"] > 0).all() and (enhancing["lesion_f1"] == 0).all()
     dice = result.per_patient.groupby("region")["dice_3d"].mean()
     assert dice["whole_tumor"] < 1 and dice["enhancing"] < 1
     sensitivity = result.metrics.query("metric == 'sensitivity'").groupby("region")["value"].agg(["min", "max"])

@@ -88,7 +88,9 @@ def test_both_empty_region_scores_perfect_and_unrepresentable_regions_are_not_sc
     truth = np.zeros((8, 8, 4), np.uint8)
     truth[2:5, 2:5, 1:3] = 2  # edema only: no core, no enhancing
     m = region_volume_metrics(truth, truth, (1, 1, 1))
-    assert m["enhancing"] == {"dice_3d": 1.0, "hd95_mm": 0.0, "pred_empty": True, "truth_empty": True}
+    assert m["enhancing"] == {"dice_3d": 1.0, "hd95_mm": 0.0, "pred_empty": True, "truth_empty": True, "lesions_reference": 0,
+                              "lesions_predicted": 0, "lesions_matched": 0, "lesion_f1": 1.0, "lesionwise_dice": 1.0,
+                              "lesionwise_hd95_mm": 0.0}  # fmt: skip
     binary_truth = LABEL_SCHEMES["binary"].regions
     assert scored_regions(binary_truth) == ("whole_tumor",)  # a binary mask says nothing of enhancing
     assert scored_regions(LABEL_SCHEMES["hd_glio"].regions) == ("whole_tumor", "enhancing")
