@@ -134,7 +134,7 @@ def test_a_region_model_for_all_trains_scores_per_region_and_writes_canonical_ma
     assert blob["architecture"]["out_channels"] == 3 and blob["architecture"]["target"] == "regions" and blob["input"] == "all"
     metrics = query(root, "select * from segmentation_metrics")
     assert set(metrics["sequence"]) == {"all"}
-    assert metrics.groupby("region").size().to_dict() == {"whole_tumor": 27, "tumor_core": 27, "enhancing": 27}
+    assert metrics.groupby("region").size().to_dict() == {"whole_tumor": 36, "tumor_core": 36, "enhancing": 36}  # 12 metrics x 3 splits
     # lesion_masks' auto choice ranks this champion on the validation volumes' whole-tumour Dice just logged
     validation = metrics.query("split == 'validation' and region == 'whole_tumor' and metric == 'dice_3d'")["value"]
     assert champion_dice(TrackingStore.for_data_root(data_root).tracking_uri)["all"] == pytest.approx(float(validation.iloc[0]))
