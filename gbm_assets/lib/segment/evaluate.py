@@ -32,12 +32,8 @@ from gbm_assets.lib.preprocess.volumes import PreprocessedPatient
 from gbm_assets.lib.segment.dataset import SliceData, label_regions
 from gbm_assets.lib.segment.figures import picture_rows, split_pictures
 from gbm_assets.lib.segment.inference import predict_volume
-from gbm_assets.lib.segment.lesions import LESION_COLUMNS, lesion_wise
-from gbm_assets.lib.segment.metrics import (
-    confusion_counts,
-    pixel_metrics,
-    volume_metrics,
-)
+from gbm_assets.lib.segment.lesions import LESION_COLUMNS, volume_and_lesion_metrics
+from gbm_assets.lib.segment.metrics import confusion_counts, pixel_metrics
 from gbm_assets.lib.segment.regions import (
     REGION_CHANNELS,
     region_confusion,
@@ -69,7 +65,7 @@ def patient_volume_row(sequence: str, split: str, cohort: str, patient_id: str, 
                        spacing: Sequence[float], region: str = WHOLE_TUMOR, m: dict | None = None) -> tuple:
     """One PATIENT_COLUMNS row: 3D and lesion-wise metrics of a whole predicted volume against its truth (or the
     already computed `volume_metrics` and `lesion_wise` figures m of that region)."""
-    m = {**volume_metrics(pred, truth, spacing), **lesion_wise(pred, truth, spacing)} if m is None else m
+    m = volume_and_lesion_metrics(pred, truth, spacing) if m is None else m
     return (sequence, split, cohort, patient_id, m["dice_3d"], m["hd95_mm"], m["pred_empty"], m["truth_empty"], region,
             *(m[c] for c in LESION_COLUMNS))  # fmt: skip
 

@@ -27,9 +27,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
-from gbm_assets.lib.segment.metrics import _check_pair, _diagonal_mm, hd95_mm
+from gbm_assets.lib.segment.metrics import _check_pair, _diagonal_mm, hd95_mm, volume_metrics
 
-__all__ = ["LESION_COLUMNS", "lesion_components", "lesion_wise"]
+__all__ = ["LESION_COLUMNS", "lesion_components", "lesion_wise", "volume_and_lesion_metrics"]
 
 LESION_COLUMNS: tuple[str, ...] = (
     "lesions_reference", "lesions_predicted", "lesions_matched", "lesion_f1", "lesionwise_dice", "lesionwise_hd95_mm",
@@ -90,3 +90,8 @@ def lesion_wise(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -
     hd95 = [hd95_mm(pred_labels == c + 1, ref_labels == r + 1, spacing, pooled=True) for r, c in pairs]
     return {**counts, "lesions_matched": matched, "lesion_f1": float(f1),
             "lesionwise_dice": float(np.mean([dice[r, c] for r, c in pairs])), "lesionwise_hd95_mm": float(np.mean(hd95))}  # fmt: skip
+
+
+def volume_and_lesion_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> dict:
+    """`metrics.volume_metrics` and `lesion_wise` of one region of one volume, in one dict (a per-patient row's)."""
+    return {**volume_metrics(pred, truth, spacing), **lesion_wise(pred, truth, spacing)}

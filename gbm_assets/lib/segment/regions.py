@@ -38,7 +38,7 @@ from gbm_assets.lib.contract import (
     REGIONS,
     region_mask,
 )
-from gbm_assets.lib.segment.lesions import lesion_wise
+from gbm_assets.lib.segment.lesions import volume_and_lesion_metrics
 from gbm_assets.lib.segment.metrics import (
     confusion_counts,
     pixel_metrics,
@@ -160,5 +160,5 @@ def region_volume_metrics(pred_labels: np.ndarray, truth_labels: np.ndarray, spa
                           regions: Sequence[str] = REGION_CHANNELS) -> dict[str, dict]:
     """region -> `metrics.volume_metrics` (dice_3d, hd95_mm, pred_empty, truth_empty) and `lesions.lesion_wise` (the
     BraTS evaluation's lesion-wise figures) for one volume."""
-    masks = {r: (region_mask(pred_labels, r), region_mask(truth_labels, r)) for r in _check_channels(regions)}
-    return {r: {**volume_metrics(pred, truth, spacing), **lesion_wise(pred, truth, spacing)} for r, (pred, truth) in masks.items()}
+    return {r: volume_and_lesion_metrics(region_mask(pred_labels, r), region_mask(truth_labels, r), spacing)
+            for r in _check_channels(regions)}  # fmt: skip
