@@ -113,6 +113,8 @@ def test_the_dice_floor_check_reads_the_whole_tumour_row_of_a_region_model():
 
 @pytest.mark.slow
 def test_a_region_model_for_all_trains_scores_per_region_and_writes_canonical_masks(data_root, instance, monkeypatch):
+    import mlflow
+
     from gbm_assets.lib.synth.phantom import SynthOptions, write_cohort
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -128,6 +130,9 @@ def test_a_region_model_for_all_trains_scores_per_region_and_writes_canonical_ma
     meta = metadata(trained, "unet_model")
     assert meta["target"] == "regions" and meta["randomise"] is True and meta["dropout"] == 0.0
     assert meta["patients_without_region_labels"] == []  # phantom truth carries every region
+    # randomisation gives each channel back the scaling preprocessing gave it (FLAIR and T2 percentile-scaled by default)
+    params = mlflow.MlflowClient(meta["tracking_uri"]).get_run(meta["mlflow_run_id"]).data.params
+    assert params["channel_scalings"] == str(("zscore", "zscore", "percentile", "percentile"))
     index = pd.read_parquet(root.table_file("training_slices", "tiny"))
     assert set(index["label_regions"]) == {"whole_tumor,tumor_core,enhancing,edema,necrosis"}
     blob = torch.load(Path(meta["checkpoint"]), map_location="cpu", weights_only=True)

@@ -23,7 +23,8 @@ from gbm_assets.defs.segment.versions import (
     SPLITS_ARTIFACT,
     SPLITS_FILE,
 )
-from gbm_assets.lib.preprocess.intensity import describe
+from gbm_assets.lib.contract import MODEL_INPUTS
+from gbm_assets.lib.preprocess.intensity import ZSCORE, describe
 from gbm_assets.lib.segment.checkpoint import (
     CHECKPOINT_ARTIFACT,
     architecture,
@@ -65,7 +66,8 @@ def train_and_log(
                       seed=config.seed, augment=config.augment, progress=True, schedule=config.schedule,
                       compile=config.compile, channels_last=config.channels_last, threads=config.threads,
                       num_workers=config.num_workers, target=config.target, randomise=config.randomise,
-                      spatial=config.spatial, dropout=config.dropout)  # fmt: skip
+                      spatial=config.spatial, dropout=config.dropout,
+                      channel_scalings=tuple((intensity or {}).get(s, ZSCORE) for s in MODEL_INPUTS[input_name]))  # fmt: skip
     in_channels = data.x["train"].shape[1]
     arch = architecture(in_channels, cfg.base, cfg.dropout, len(REGION_CHANNELS) if cfg.target == "regions" else 1, cfg.target)
     uri = mlflow_resource.store().tracking_uri

@@ -102,14 +102,16 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def randomised_batch(xb: torch.Tensor, yb: torch.Tensor, seed: int, epoch: int, batch: int) -> torch.Tensor:
+def randomised_batch(xb: torch.Tensor, yb: torch.Tensor, seed: int, epoch: int, batch: int,
+                     scalings: tuple[str, ...] = ()) -> torch.Tensor:
     """Domain randomisation (`lib/synth/randomise.randomise_batch`) of one training batch, on the host,
     drawn from `default_rng([seed, epoch, batch])`: the same batch of the same epoch always gets the same
-    draws, whatever the workers or device. yb: (N, 1, H, W) canonical labels (per-tissue intensities)."""
+    draws, whatever the workers or device. yb: (N, 1, H, W) canonical labels (per-tissue intensities);
+    `scalings` each channel's intensity scaling, which the randomised slices keep (empty: z-scored)."""
     from gbm_assets.lib.synth.randomise import randomise_batch
 
     labels = yb[:, 0].round().to(torch.uint8).cpu().numpy()
-    out, _ = randomise_batch(np.random.default_rng([seed, epoch, batch]), xb.float().cpu().numpy(), labels)
+    out, _ = randomise_batch(np.random.default_rng([seed, epoch, batch]), xb.float().cpu().numpy(), labels, scalings=scalings)
     return torch.from_numpy(out).to(xb.device)
 
 

@@ -75,6 +75,8 @@ class TrainConfig:
             labels for its per-tissue intensities.
         spatial: random in-plane zoom and rotation of training slices with their labels (`lib/segment/spatial`),
             drawn like `randomise` (after it, so intensities follow the tissue labels of the unmoved slice).
+        channel_scalings: each input channel's intensity scaling (`zscore` or `percentile`,
+            `lib/preprocess/intensity`), which `randomise` gives back to the slices it redraws; empty: z-scored.
     """
 
     base: int = 64
@@ -98,6 +100,7 @@ class TrainConfig:
     target: str = "binary"
     randomise: bool = False
     spatial: bool = False
+    channel_scalings: tuple[str, ...] = ()
 
 
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -251,7 +254,7 @@ def _train(train_x, train_y, val_x, val_y, config: TrainConfig, on_epoch) -> Tra
             bar.set_description(f"epoch {epoch}/{config.epochs}")
             for b, (xb, yb) in enumerate(batch_source(train_x, train_y, batches, config.num_workers, device, train_src)):
                 if config.randomise:
-                    xb = randomised_batch(xb, yb, config.seed, epoch, b)
+                    xb = randomised_batch(xb, yb, config.seed, epoch, b, config.channel_scalings)
                 if config.spatial:
                     xb, yb = spatial_batch(xb, yb, config.seed, epoch, b)
                 if config.augment:

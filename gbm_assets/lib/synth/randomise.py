@@ -25,10 +25,13 @@ Per slice, each step is applied with its own probability (`RandomiseConfig`), in
 6. Gaussian or Rician noise (`add_noise`).
 
 Steps 1-6 work on each sequence rescaled to about [0, 1] inside the brain. At the end every
-sequence is normalised back as preprocessing does (`preprocess.volumes.normalize`: clip to the 0.5
-and 99.5 percentiles, z-score inside the brain), then given the input slice's brain mean and
-standard deviation, so the output lives on the scale the network sees at inference (whichever scaling
-the slices carry), 0 outside.
+sequence is scaled back as preprocessing scaled it (`scalings`, one per channel; `restore_scale`): a
+z-scored sequence is clipped to its 0.5 and 99.5 percentiles, z-scored inside the brain and given the
+input slice's brain mean and standard deviation; a percentile-scaled one is clipped likewise and
+given the input slice's brain median and 99th percentile. So the output lives on the scale the
+network sees at inference, 0 outside: a percentile-scaled FLAIR whose lesion was redrawn faint is
+stretched until its brightest voxels sit where the slice's brightest did, as percentile scaling
+stretches a faint-lesion volume, instead of keeping the spread a z-score would.
 
 All randomness comes from the `numpy.random.Generator` passed in: one seed, one output.
 """
@@ -40,7 +43,14 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from gbm_assets.lib.preprocess.volumes import normalize
+from gbm_assets.lib.preprocess.intensity import (
+    PERCENTILE,
+    PERCENTILE_POINTS,
+    PERCENTILE_TOP,
+    ZSCORE,
+    normalize,
+    normalize_percentile,
+)
 from gbm_assets.lib.synth.acquisition import (
     add_noise,
     bias_field,
@@ -53,7 +63,7 @@ from gbm_assets.lib.synth.anatomy import smooth_noise
 
 __all__ = [
     "RandomiseConfig", "add_noise", "bias_field", "class_intensities", "class_map", "degrade_resolution",
-    "gamma", "lesion_border", "mix_sequences", "randomise_batch", "randomise_slice",
+    "gamma", "lesion_border", "mix_sequences", "randomise_batch", "randomise_slice", "restore_scale",
 ]  # fmt: skip
 
 
@@ -219,13 +229,28 @@ def lesion_border(rng: np.random.Generator, u: np.ndarray, labels: np.ndarray, b
     return np.clip(out, 0, None).astype(np.float32)
 
 
+def restore_scale(u: np.ndarray, x: np.ndarray, brain: np.ndarray, scaling: str = ZSCORE) -> np.ndarray:
+    """The brain's values (1D float32) of one randomised sequence `u` (H, W) put back on the scale of the input
+    slice `x` (H, W): clipped to their 0.5 and 99.5 percentiles, then the input's brain mean and standard
+    deviation (`zscore`) or its brain median and 99th percentile (`percentile`; `preprocess/intensity.py`)."""
+    ref = x[brain]
+    if scaling == PERCENTILE:
+        low, top = np.percentile(ref.astype(np.float64), PERCENTILE_POINTS)
+        return (normalize_percentile(u, brain)[brain] * ((top - low) / PERCENTILE_TOP) + low).astype(np.float32)
+    if scaling != ZSCORE:
+        raise ValueError(f"unknown intensity scaling {scaling!r}; expected {ZSCORE!r} or {PERCENTILE!r}")
+    return normalize(u, brain)[brain] * ref.std() + ref.mean()
+
+
 def randomise_slice(rng: np.random.Generator, x: np.ndarray, labels: np.ndarray, config: RandomiseConfig = RandomiseConfig(),
-                    brain: np.ndarray | None = None, tissue: np.ndarray | None = None) -> np.ndarray:
+                    brain: np.ndarray | None = None, tissue: np.ndarray | None = None,
+                    scalings: tuple[str, ...] = ()) -> np.ndarray:
     """One randomised slice (C, H, W) float32 from `x` (C, H, W) and its labels (H, W).
 
     `brain` defaults to the pixels where any sequence is non-zero; `tissue` (H, W) optional healthy
-    tissue classes (phantoms have them). Outside the brain the output is 0; inside, each sequence
-    keeps the input's brain mean and std. A slice without brain is returned unchanged (a copy)."""
+    tissue classes (phantoms have them); `scalings` each channel's intensity scaling (`zscore` or
+    `percentile`; empty: every channel z-scored). Outside the brain the output is 0; inside, each
+    sequence keeps the input's scale (`restore_scale`). A slice without brain is returned unchanged (a copy)."""
     x = np.asarray(x, dtype=np.float32)
     brain = (x != 0).any(axis=0) if brain is None else np.asarray(brain, bool)
     if brain.sum() < 2:
@@ -245,16 +270,19 @@ def randomise_slice(rng: np.random.Generator, x: np.ndarray, labels: np.ndarray,
         u = degrade_resolution(rng, u, config)
     if rng.random() < config.p_noise:
         u = add_noise(rng, u, config)
+    scalings = tuple(scalings) or (ZSCORE,) * len(x)
+    if len(scalings) != len(x):
+        raise ValueError(f"{len(scalings)} scalings for {len(x)} channels")
     out = np.zeros_like(x)
     for c, ch in enumerate(u):
-        z = normalize(np.nan_to_num(ch), brain)
-        out[c][brain] = z[brain] * x[c][brain].std() + x[c][brain].mean()
+        out[c][brain] = restore_scale(np.nan_to_num(ch), x[c], brain, scalings[c])
     return out
 
 
 def randomise_batch(rng: np.random.Generator, x: np.ndarray, labels: np.ndarray, config: RandomiseConfig = RandomiseConfig(),
-                    tissue: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`randomise_slice` on every slice of x (N, C, H, W) with labels (N, H, W); tissue (N, H, W) optional.
+                    tissue: np.ndarray | None = None, scalings: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """`randomise_slice` on every slice of x (N, C, H, W) with labels (N, H, W); tissue (N, H, W) optional;
+    `scalings` each channel's intensity scaling (empty: z-scored).
 
     Returns (randomised x, labels): the labels are the very array passed in, untouched.
 
@@ -264,6 +292,6 @@ def randomise_batch(rng: np.random.Generator, x: np.ndarray, labels: np.ndarray,
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[:1] + x.shape[2:] != np.shape(labels):
         raise ValueError(f"expected x (N, C, H, W) and labels (N, H, W); got {x.shape} and {np.shape(labels)}")
-    out = np.stack([randomise_slice(rng, x[i], labels[i], config, tissue=None if tissue is None else tissue[i])
+    out = np.stack([randomise_slice(rng, x[i], labels[i], config, tissue=None if tissue is None else tissue[i], scalings=scalings)
                     for i in range(len(x))]) if len(x) else x.astype(np.float32)  # fmt: skip
     return out, labels

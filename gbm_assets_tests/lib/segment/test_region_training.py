@@ -102,9 +102,9 @@ def spy_on_batches(monkeypatch, name: str) -> list[tuple[int, int, int, int]]:
     """Record (seed, epoch, batch, slices) of every call the trainer makes to its per-batch hook `name`."""
     seen, real = [], getattr(train_module, name)
 
-    def spy(xb, yb, seed, epoch, batch):
+    def spy(xb, yb, seed, epoch, batch, *rest):
         seen.append((seed, epoch, batch, len(xb)))
-        return real(xb, yb, seed, epoch, batch)
+        return real(xb, yb, seed, epoch, batch, *rest)
 
     monkeypatch.setattr(train_module, name, spy)
     return seen

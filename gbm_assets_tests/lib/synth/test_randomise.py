@@ -10,6 +10,7 @@ import pytest
 from scipy import ndimage, stats
 
 from gbm_assets.lib.contract import SEQUENCES
+from gbm_assets.lib.preprocess.intensity import PERCENTILE_POINTS, normalize_percentile
 from gbm_assets.lib.preprocess.volumes import normalize
 from gbm_assets.lib.synth.phantom import SynthOptions, synth_patient
 from gbm_assets.lib.synth.randomise import (
@@ -23,6 +24,8 @@ from gbm_assets.lib.synth.randomise import (
     lesion_border,
     mix_sequences,
     randomise_batch,
+    randomise_slice,
+    restore_scale,
 )
 
 NONE = RandomiseConfig(p_intensity=0, p_bias=0, p_gamma=0, p_contrast=0, p_resolution=0, p_noise=0, p_border=0)
@@ -58,6 +61,56 @@ def test_seeded_labels_untouched_finite_and_on_the_input_scale(batch):
             assert inside.std() == pytest.approx(orig.std(), rel=1e-3)
             assert np.abs(inside - orig.mean()).max() <= 8 * orig.std()  # clipped at percentiles as preprocessing does
     assert not np.allclose(a, x, atol=0.1)
+
+
+SCALINGS = tuple("percentile" if s in ("t2", "flair") else "zscore" for s in SEQUENCES)  # the platform's default
+
+
+@pytest.fixture(scope="module")
+def scaled_batch():
+    """The same six slices scaled as `preprocessed_volumes` scales them by default: FLAIR and T2 by their brain median
+    and 99th percentile, T1 and T1c z-scored."""
+    p = synth_patient(5, "Classical", SynthOptions(shape=(64, 64, 32), spacing=(3.0, 3.0, 5.0)))
+    brain = p.tissues > 0
+    scale = {"zscore": normalize, "percentile": normalize_percentile}
+    vol = np.stack([scale[k](p.images[s], brain) for s, k in zip(SEQUENCES, SCALINGS)])
+    z = np.argsort((p.labels > 0).sum(axis=(0, 1)))[-6:]
+    return np.ascontiguousarray(vol[..., z].transpose(3, 0, 1, 2)).astype(np.float32), np.ascontiguousarray(p.labels[..., z].transpose(2, 0, 1))
+
+
+def _percentiles(a: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """(slices, channels, 2): each slice's and channel's brain median and 99th percentile."""
+    return np.array([[np.percentile(a[i, c][brain[i]], PERCENTILE_POINTS) for c in range(a.shape[1])] for i in range(len(a))])
+
+
+def test_each_channel_keeps_the_scaling_it_carries(scaled_batch):
+    """Randomised, a percentile-scaled channel keeps each slice's brain median and 99th percentile (where inference's
+    percentile scaling puts a case's brightest tissue, whatever its lesion's contrast) and a z-scored one its mean and
+    SD; restored as z-scores instead, the percentile-scaled channels' 99th percentile wanders off."""
+    x, labels = scaled_batch
+    brain = (x != 0).any(axis=1)
+    kept, _ = randomise_batch(np.random.default_rng(3), x, labels, ALL, scalings=SCALINGS)
+    assert np.all(kept[:, :, ~brain.any(axis=0)] == 0) and np.isfinite(kept).all()
+    pct = [c for c, k in enumerate(SCALINGS) if k == "percentile"]
+    zsc = [c for c, k in enumerate(SCALINGS) if k == "zscore"]
+    np.testing.assert_allclose(_percentiles(kept, brain)[:, pct], _percentiles(x, brain)[:, pct], atol=1e-3)
+    for i in range(len(x)):
+        for c in zsc:
+            assert kept[i, c][brain[i]].mean() == pytest.approx(x[i, c][brain[i]].mean(), abs=1e-4)
+            assert kept[i, c][brain[i]].std() == pytest.approx(x[i, c][brain[i]].std(), rel=1e-3)
+    as_z, _ = randomise_batch(np.random.default_rng(3), x, labels, ALL)
+    drift = np.abs(_percentiles(as_z, brain)[:, pct, 1] - _percentiles(x, brain)[:, pct, 1])
+    assert drift.max() > 0.5, drift
+    np.testing.assert_array_equal(as_z[:, zsc], kept[:, zsc])  # the same draws: only the restoration differs
+
+
+def test_restore_scale_refuses_an_unknown_scaling_and_a_wrong_count(scaled_batch):
+    x, labels = scaled_batch
+    brain = (x[0] != 0).any(axis=0)
+    with pytest.raises(ValueError, match="unknown intensity scaling 'minmax'"):
+        restore_scale(x[0, 0], x[0, 0], brain, "minmax")
+    with pytest.raises(ValueError, match="2 scalings for 4 channels"):
+        randomise_slice(np.random.default_rng(0), x[0], labels[0], ALL, scalings=("zscore", "percentile"))
 
 
 def test_nothing_applied_keeps_the_image(batch):
