@@ -124,15 +124,16 @@ def test_a_region_model_for_all_trains_scores_per_region_and_writes_canonical_ma
     materialize(data_root, ["raw_cohort", "clinical_records", "preprocessed_volumes", "training_slices"], "tiny", instance=instance,
                 run_config={"preprocessed_volumes": {"config": {"target_spacing_mm": 3.0, "size": 48}}})  # fmt: skip
     materialize(data_root, ["training_splits"], instance=instance)
-    config = {"base": 4, "epochs": 2, "batch_size": 8, "target": "regions", "randomise": True, "threads": 1, "dropout": 0.0}
+    config = {"base": 4, "epochs": 2, "batch_size": 8, "target": "regions", "randomise": True, "randomise_keeps_scaling": True,
+              "threads": 1, "dropout": 0.0}
     trained = materialize(data_root, ["unet_model", "unet_champion", "segmentation_metrics"], "all", instance=instance,
                           run_config={"unet_model": {"config": config}})  # fmt: skip
     meta = metadata(trained, "unet_model")
     assert meta["target"] == "regions" and meta["randomise"] is True and meta["dropout"] == 0.0
     assert meta["patients_without_region_labels"] == []  # phantom truth carries every region
-    # randomisation gives each channel back the scaling preprocessing gave it (FLAIR and T2 percentile-scaled by default)
+    # asked to, randomisation gives each channel back the scaling preprocessing gave it (FLAIR and T2 percentile-scaled by default)
     params = mlflow.MlflowClient(meta["tracking_uri"]).get_run(meta["mlflow_run_id"]).data.params
-    assert params["channel_scalings"] == str(("zscore", "zscore", "percentile", "percentile"))
+    assert params["channel_scalings"] == str(("zscore", "zscore", "percentile", "percentile")) and meta["randomise_keeps_scaling"]
     index = pd.read_parquet(root.table_file("training_slices", "tiny"))
     assert set(index["label_regions"]) == {"whole_tumor,tumor_core,enhancing,edema,necrosis"}
     blob = torch.load(Path(meta["checkpoint"]), map_location="cpu", weights_only=True)

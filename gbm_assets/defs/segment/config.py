@@ -34,6 +34,11 @@ class UNetSettings(dg.Config):
     """Domain randomisation of the training batches (lib/synth/randomise: per-tissue intensities, an edema border
     relative to the slice's own edema, bias field, gamma, blur and resolution loss, noise, contrast between
     sequences), seeded by (seed, epoch, batch); never validation."""
+    randomise_keeps_scaling: bool = False
+    """With randomise: give each randomised channel back the scaling its volumes carry (percentile-scaled FLAIR and
+    T2 their slice's median and 99th percentile, where inference puts a case's brightest tissue) instead of z-score
+    matching every channel to its slice's mean and SD. Tried in make demo and left off there (README, transfer):
+    `all` traded BRATS_001's figures for TCGA-06-1802's, `stack` and `t2` transferred better."""
     spatial: bool = False
     """Random in-plane zoom (0.71-1.4x) and rotation (+-15 degrees) of half the training slices with their labels
     (lib/segment/spatial), so the model does not learn one scale of tumour; seeded by (seed, epoch, batch)."""

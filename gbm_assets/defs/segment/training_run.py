@@ -67,7 +67,8 @@ def train_and_log(
                       compile=config.compile, channels_last=config.channels_last, threads=config.threads,
                       num_workers=config.num_workers, target=config.target, randomise=config.randomise,
                       spatial=config.spatial, dropout=config.dropout,
-                      channel_scalings=tuple((intensity or {}).get(s, ZSCORE) for s in MODEL_INPUTS[input_name]))  # fmt: skip
+                      channel_scalings=tuple((intensity or {}).get(s, ZSCORE) for s in MODEL_INPUTS[input_name])
+                      if config.randomise_keeps_scaling else ())  # fmt: skip
     in_channels = data.x["train"].shape[1]
     arch = architecture(in_channels, cfg.base, cfg.dropout, len(REGION_CHANNELS) if cfg.target == "regions" else 1, cfg.target)
     uri = mlflow_resource.store().tracking_uri
@@ -124,6 +125,7 @@ def train_and_log(
         "intensity_scaling": describe(intensity or {}),
         "model_grid_mm": spacing_mm,
         "randomise": cfg.randomise,
+        "randomise_keeps_scaling": bool(cfg.channel_scalings),
         "spatial": cfg.spatial,
         "dropout": cfg.dropout,
         "best_val_dice_definition": "per-slice hard Dice averaged over the validation slices (and over the regions of a "
