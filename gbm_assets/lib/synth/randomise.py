@@ -25,11 +25,12 @@ Per slice, each step is applied with its own probability (`RandomiseConfig`), in
 6. Gaussian or Rician noise (`add_noise`).
 
 Steps 1-6 work on each sequence rescaled to about [0, 1] inside the brain. At the end every
-sequence is scaled back as preprocessing scaled it (`scalings`, one per channel; `restore_scale`): a
+sequence is scaled back (`restore_scale`) as `scalings` says, one per channel (empty, the default and
+make demo's: every channel as z-scored; unet_model's `randomise_keeps_scaling` passes the volumes' own): a
 z-scored sequence is clipped to its 0.5 and 99.5 percentiles, z-scored inside the brain and given the
 input slice's brain mean and standard deviation; a percentile-scaled one is clipped likewise and
-given the input slice's brain median and 99th percentile. So the output lives on the scale the
-network sees at inference, 0 outside: a percentile-scaled FLAIR whose lesion was redrawn faint is
+given the input slice's brain median and 99th percentile; 0 outside the brain. Given the volumes' own
+scalings the output lives on the scale the network sees at inference: a percentile-scaled FLAIR whose lesion was redrawn faint is
 stretched until its brightest voxels sit where the slice's brightest did, as percentile scaling
 stretches a faint-lesion volume, instead of keeping the spread a z-score would.
 
