@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage, stats
 
 from gbm_assets.lib.contract import SEQUENCES
-from gbm_assets.lib.preprocess.intensity import PERCENTILE_POINTS, normalize_percentile
+from gbm_assets.lib.preprocess.intensity import PERCENTILE_POINTS, SCALERS
 from gbm_assets.lib.preprocess.volumes import normalize
 from gbm_assets.lib.synth.phantom import SynthOptions, synth_patient
 from gbm_assets.lib.synth.randomise import (
@@ -32,15 +32,21 @@ NONE = RandomiseConfig(p_intensity=0, p_bias=0, p_gamma=0, p_contrast=0, p_resol
 ALL = RandomiseConfig(p_intensity=1, p_bias=1, p_gamma=1, p_contrast=1, p_resolution=1, p_noise=1, p_border=1)
 
 
-@pytest.fixture(scope="module")
-def batch():
-    """Six axial phantom slices through the tumour, z-scored in the brain as `training_slices` stores them."""
+def phantom_slices(scalers: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x (6, C, H, W), labels, tissues) of six axial phantom slices through the tumour, each sequence scaled in the
+    brain by `scalers[sequence]` as `training_slices` stores them."""
     p = synth_patient(5, "Classical", SynthOptions(shape=(64, 64, 32), spacing=(3.0, 3.0, 5.0)))
     brain = p.tissues > 0
-    vol = np.stack([normalize(p.images[s], brain) for s in SEQUENCES])  # (C, X, Y, Z)
+    vol = np.stack([scalers[s](p.images[s], brain) for s in SEQUENCES])  # (C, X, Y, Z)
     z = np.argsort((p.labels > 0).sum(axis=(0, 1)))[-6:]
     x = np.ascontiguousarray(vol[..., z].transpose(3, 0, 1, 2)).astype(np.float32)
     return x, np.ascontiguousarray(p.labels[..., z].transpose(2, 0, 1)), np.ascontiguousarray(p.tissues[..., z].transpose(2, 0, 1))
+
+
+@pytest.fixture(scope="module")
+def batch():
+    """Six axial phantom slices through the tumour, z-scored in the brain."""
+    return phantom_slices(dict.fromkeys(SEQUENCES, normalize))
 
 
 def test_seeded_labels_untouched_finite_and_on_the_input_scale(batch):
@@ -70,12 +76,8 @@ SCALINGS = tuple("percentile" if s in ("t2", "flair") else "zscore" for s in SEQ
 def scaled_batch():
     """The same six slices scaled as `preprocessed_volumes` scales them by default: FLAIR and T2 by their brain median
     and 99th percentile, T1 and T1c z-scored."""
-    p = synth_patient(5, "Classical", SynthOptions(shape=(64, 64, 32), spacing=(3.0, 3.0, 5.0)))
-    brain = p.tissues > 0
-    scale = {"zscore": normalize, "percentile": normalize_percentile}
-    vol = np.stack([scale[k](p.images[s], brain) for s, k in zip(SEQUENCES, SCALINGS)])
-    z = np.argsort((p.labels > 0).sum(axis=(0, 1)))[-6:]
-    return np.ascontiguousarray(vol[..., z].transpose(3, 0, 1, 2)).astype(np.float32), np.ascontiguousarray(p.labels[..., z].transpose(2, 0, 1))
+    x, labels, _ = phantom_slices({s: SCALERS[k] for s, k in zip(SEQUENCES, SCALINGS)})
+    return x, labels
 
 
 def _percentiles(a: np.ndarray, brain: np.ndarray) -> np.ndarray:
